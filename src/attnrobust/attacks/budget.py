@@ -1,0 +1,36 @@
+"""Perturbation budgets: params count 8-bit quantisation levels; attacks take input units.
+
+``eps: 8`` means 8/255 of the pixel range [0, 1] for images, and 8 quantisation steps
+(8 * 4/255) of the YouTube-8M feature range [-2, 2] for video features. This is the one
+place that converts.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Domain(str, Enum):
+    """Input domains the attacks know, each with its value range."""
+
+    IMAGE = "image"  # pixels in [0, 1]
+    YT8M = "yt8m"  # dequantised YouTube-8M features in [-2, 2]
+
+
+_LEVEL = {Domain.IMAGE: 1.0 / 255.0, Domain.YT8M: 4.0 / 255.0}
+_BOUNDS = {Domain.IMAGE: (0.0, 1.0), Domain.YT8M: (-2.0, 2.0)}
+
+
+def levels_to_input(levels: float, domain: Domain | str = Domain.IMAGE) -> float:
+    """Convert a budget in 8-bit levels to input units (e.g. ``8 -> 8/255`` for images)."""
+    return float(levels) * _LEVEL[Domain(domain)]
+
+
+def input_bounds(domain: Domain | str = Domain.IMAGE) -> tuple[float, float]:
+    """The valid input range of ``domain``; attacks clip to it."""
+    return _BOUNDS[Domain(domain)]
+
+
+def whole_box_levels(domain: Domain | str = Domain.IMAGE) -> int:
+    """The budget (in levels) that covers the whole input range: any input is reachable."""
+    lo, hi = _BOUNDS[Domain(domain)]
+    return int(round((hi - lo) / _LEVEL[Domain(domain)]))

@@ -1,0 +1,173 @@
+"""FGSM and L-inf PGD (untargeted and targeted), written for honest, fast evaluation.
+
+Semantics follow Madry et al. and the random-targeted protocol of Xie et al. (spec/attacks.md,
+spec/methods.md §0.1):
+
+* the model is put in eval mode and gradients are taken w.r.t. the input only;
+* untargeted PGD ascends ``loss_fn(model(x), y)``; targeted PGD descends ``loss_fn(model(x), target)``;
+* each step is ``x <- clip(x ± step_size * sign(grad), [x0 - eps, x0 + eps] ∩ bounds)``;
+* a sample that is already adversarial is frozen at that point and dropped from the batch
+  ("compaction"), so later steps and restarts only pay for points still standing; the frozen
+  point is a real adversarial example, so this never weakens the attack;
+* restarts re-run only the points that survived, from a fresh random start.
+
+``eps`` and ``step_size`` may be per-sample tensors of shape (N,), which is how several budgets
+are attacked in one batch (the eps sweep).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+SuccessFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@contextlib.contextmanager
+def eval_no_param_grad(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def misclassified(logits: Tensor, y: Tensor) -> Tensor:
+    """Untargeted success: the top-1 prediction is not the label."""
+    return logits.argmax(1) != y
+
+
+def hits_target(logits: Tensor, target: Tensor) -> Tensor:
+    """Targeted success: the top-1 prediction is the target."""
+    return logits.argmax(1) == target
+
+
+def random_targets(y: Tensor, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
+    """A target drawn uniformly among the wrong classes: ``(y + U{1..C-1}) mod C``."""
+    offset = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+    return (y + offset) % num_classes
+
+
+def _per_sample(value: float | Tensor, n: int, like: Tensor) -> Tensor:
+    """Broadcast a scalar or (N,) budget to shape (N, 1, ..., 1) matching ``like``."""
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    t = t.expand(n) if t.ndim == 0 else t
+    return t.view(n, *([1] * (like.ndim - 1)))
+
+
+def _project(x_adv: Tensor, x0: Tensor, eps: Tensor, bounds: tuple[float, float]) -> Tensor:
+    return torch.clamp(torch.minimum(torch.maximum(x_adv, x0 - eps), x0 + eps), *bounds)
+
+
+def _random_start(x0: Tensor, eps: Tensor, bounds, generator, perturb_mask) -> Tensor:
+    noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device) * 2 - 1
+    noise = noise * eps
+    if perturb_mask is not None:
+        noise = noise * perturb_mask
+    return _project(x0 + noise, x0, eps, bounds)
+
+
+def _pgd_run(model, x0, y, eps, alpha, steps, bounds, loss_fn, success_fn, targeted,
+             random_start, generator, perturb_mask) -> tuple[Tensor, Tensor]:
+    """One PGD run over a batch; returns (x_adv, success). Successful points stop early."""
+    x_adv = _random_start(x0, eps, bounds, generator, perturb_mask) if random_start else x0.clone()
+    done = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
+    active = torch.arange(len(x0), device=x0.device)
+    sign = -1.0 if targeted else 1.0
+    for _ in range(steps):
+        xa = x_adv[active].requires_grad_(True)
+        logits = model(xa)
+        if success_fn is not None:
+            hit = success_fn(logits.detach(), y[active])
+            done[active[hit]] = True
+            keep = ~hit
+            active, xa, logits = active[keep], xa, logits[keep]
+            if active.numel() == 0:
+                break
+            loss = loss_fn(logits, y[active])
+            grad = torch.autograd.grad(loss, xa)[0][keep]
+        else:
+            grad = torch.autograd.grad(loss_fn(logits, y[active]), xa)[0]
+        step = sign * alpha[active] * grad.sign()
+        if perturb_mask is not None:
+            step = step * perturb_mask[active]
+        x_adv[active] = _project(x_adv[active] + step, x0[active], eps[active], bounds)
+    if success_fn is not None and active.numel():
+        with torch.no_grad():
+            done[active] = success_fn(model(x_adv[active]), y[active])
+    return x_adv.detach(), done
+
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float | Tensor,
+    steps: int,
+    step_size: float | Tensor,
+    random_start: bool = True,
+    targets: Tensor | None = None,
+    restarts: int = 1,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    loss_fn: LossFn | None = None,
+    success_fn: SuccessFn | None = None,
+    perturb_mask: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """L-inf PGD; returns adversarial inputs with ``|x_adv - x| <= eps`` and within ``bounds``.
+
+    ``eps``/``step_size`` are in input units (``8/255``, not ``8``), scalars or per-sample (N,).
+    With ``targets`` the attack is targeted. ``loss_fn`` defaults to summed cross-entropy (sum,
+    so a sample's step does not depend on the batch size); ``success_fn`` defaults to
+    misclassification (untargeted) or hitting the target (targeted) when ``loss_fn`` is the
+    default, and to none (no early stop) for a custom loss. ``perturb_mask`` (broadcastable to
+    ``x``) restricts the perturbation to where it is 1 (threat model B of the mask defence).
+    """
+    targeted = targets is not None
+    labels = targets if targeted else y
+    if loss_fn is None:
+        loss_fn = lambda logits, t: F.cross_entropy(logits, t, reduction="sum")  # noqa: E731
+        success_fn = success_fn or (hits_target if targeted else misclassified)
+    x0 = x.detach()
+    eps_t = _per_sample(eps, len(x0), x0)
+    alpha_t = _per_sample(step_size, len(x0), x0)
+    mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x0.shape).to(x0)
+    x_best = x0.clone()
+    todo = torch.arange(len(x0), device=x0.device)
+    with eval_no_param_grad(model), torch.enable_grad():
+        for _ in range(max(restarts, 1)):
+            x_adv, done = _pgd_run(
+                model, x0[todo], labels[todo], eps_t[todo], alpha_t[todo], steps, bounds, loss_fn,
+                success_fn, targeted, random_start, generator, None if mask is None else mask[todo])
+            x_best[todo] = x_adv
+            todo = todo[~done]
+            if todo.numel() == 0 or success_fn is None or not random_start:
+                break
+    return x_best
+
+
+def fgsm(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float | Tensor,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    loss_fn: LossFn | None = None,
+    perturb_mask: Tensor | None = None,
+) -> Tensor:
+    """Fast gradient sign method: one step of size ``eps`` from the clean input."""
+    return pgd(model, x, y, eps=eps, steps=1, step_size=eps, random_start=False, bounds=bounds,
+               loss_fn=loss_fn, perturb_mask=perturb_mask)

@@ -1,0 +1,45 @@
+"""What a training method is: a config dataclass and a loss on one batch.
+
+A new method is one module in this package that defines a :class:`Method` and adds it to
+``METHODS`` in ``registry.py``, plus an entry under ``experiments`` in params.yaml.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch: images (B, 3, H, W) in [0, 1], labels (B,), foreground masks (B, 1, H, W)."""
+
+    x: Tensor
+    y: Tensor
+    mask: Tensor
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """A method without parameters of its own."""
+
+
+class LossFn(Protocol):
+    def __call__(self, model: nn.Module, batch: Batch, cfg: Any, generator: torch.Generator) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training objective: ``loss(model, batch, cfg, generator)`` returns a scalar to minimise.
+
+    ``config`` is the dataclass of the method's own keys in ``experiments.<exp>``. The loss
+    is called with the model in train mode; a method that attacks the model during training
+    must leave it in train mode when it returns (``attacks.pgd`` does).
+    """
+
+    name: str
+    config: type
+    loss: LossFn
+    description: str

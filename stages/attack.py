@@ -1,0 +1,31 @@
+"""Stage attack@<exp>: the shared evaluation suite on one trained model."""
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.attacks.suite import AttackConfig
+from attnrobust.cli import make_app, run_app
+from attnrobust.config import load_section
+
+app = make_app()
+
+
+@app.command()
+def main(
+    experiment: Annotated[str, typer.Option(help="Experiment name (must match the checkpoint).")],
+    model: Annotated[Path, typer.Option(help="Model dir from train@<exp>.")],
+    prepared: Annotated[Path, typer.Option(help="Prepared dataset dir (its test split is attacked).")],
+    out: Annotated[Path, typer.Option(help="Output dir: summary.json + per_sample.csv.")],
+    params: Annotated[Path, typer.Option(help="Params file.")] = Path("params.yaml"),
+) -> None:
+    """Run FGSM, PGD, random-targeted PGD, eps and steps sweeps and the sanity checks."""
+    cfg = load_section(params, "attack", AttackConfig)
+    summary = evaluate_checkpoint(experiment, model, prepared, out, cfg)
+    flag = " (UNRELIABLE: see sanity)" if summary["unreliable"] else ""
+    typer.echo(f"attack@{experiment}: robust_acc {summary['robust_acc']:.4f} at eps {cfg.eps}{flag}")
+
+
+if __name__ == "__main__":
+    run_app(app)

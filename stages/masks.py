@@ -1,0 +1,31 @@
+"""Stage masks@<dataset>: parse raw data, build foreground masks, write prepared shards."""
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from attnrobust.cli import make_app, run_app
+from attnrobust.config import load_section
+from attnrobust.data.prepare import PREPARERS, prepare_dataset
+from attnrobust.errors import UserError
+
+app = make_app()
+
+
+@app.command()
+def main(
+    dataset: Annotated[str, typer.Option(help="Dataset id: gtsrb or coco.")],
+    raw: Annotated[Path, typer.Option(help="Raw dataset dir from fetch@<dataset>.")],
+    out: Annotated[Path, typer.Option(help="Prepared dataset dir to (re)write.")],
+    params: Annotated[Path, typer.Option(help="Params file.")] = Path("params.yaml"),
+) -> None:
+    """Reads `masks.<dataset>`."""
+    if dataset not in PREPARERS:
+        raise UserError(f"unknown dataset '{dataset}' (known: {', '.join(PREPARERS)})")
+    cfg = load_section(params, f"masks.{dataset}", PREPARERS[dataset][0])
+    stats = prepare_dataset(dataset, raw, out, cfg)
+    typer.echo(f"masks@{dataset}: {stats['splits']} samples, {stats['skipped']} skipped -> {out}")
+
+
+if __name__ == "__main__":
+    run_app(app)

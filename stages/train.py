@@ -1,0 +1,34 @@
+"""Stage train@<exp>: train one experiment (dataset + method + model) from params.yaml."""
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from attnrobust.cli import make_app, run_app
+from attnrobust.config import load_section
+from attnrobust.experiment import load_experiment
+from attnrobust.training import TrainConfig, train_experiment
+
+app = make_app()
+
+
+@app.command()
+def main(
+    experiment: Annotated[str, typer.Option(help="Key under `experiments` in params.yaml.")],
+    prepared: Annotated[Path, typer.Option(help="Prepared dataset dir from masks@<dataset>.")],
+    out: Annotated[Path, typer.Option(help="Output dir for model.pt.")],
+    live: Annotated[Path, typer.Option(help="dvclive dir for training curves.")],
+    resume: Annotated[Path | None, typer.Option(help="Per-epoch resume state file (kept on failure).")] = None,
+    params: Annotated[Path, typer.Option(help="Params file.")] = Path("params.yaml"),
+) -> None:
+    """Train with `experiments.<experiment>` and the `train` section; write a checkpoint with its config."""
+    exp = load_experiment(params, experiment)
+    cfg = load_section(params, "train", TrainConfig)
+    summary = train_experiment(exp, cfg, prepared, out, live, resume_file=resume)
+    if resume is not None:
+        resume.unlink(missing_ok=True)  # finished: the checkpoint in `out` is the result
+    typer.echo(f"train@{experiment}: {summary}")
+
+
+if __name__ == "__main__":
+    run_app(app)

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny models and data, and the repository root."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TinyNet(nn.Module):
+    """A small deterministic classifier on (B, 3, 8, 8) inputs in [0, 1]."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(8 * 8 * 8, num_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.fixture
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyNet().eval()
+
+
+@pytest.fixture
+def tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(32, 3, 8, 8, generator=g), torch.randint(0, 5, (32,), generator=g)
+
+
+@pytest.fixture
+def prepared_dir(tmp_path) -> Path:
+    """A tiny prepared dataset (3 separable classes, 16 px) in the real shard format."""
+    import numpy as np
+
+    from attnrobust.data.prepared import PreparedSplit, write_prepared
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> PreparedSplit:
+        labels = np.arange(n) % 3
+        images = rng.integers(0, 60, (n, 3, 16, 16), dtype=np.uint8)
+        for c in range(3):
+            images[labels == c, c, 4:12, 4:12] += 180  # class = colour of the central square
+        masks = np.zeros((n, 16, 16), np.uint8)
+        masks[:, 4:12, 4:12] = 1
+        return PreparedSplit(images, masks, labels, [f"img{i:03d}" for i in range(n)])
+
+    out = tmp_path / "prepared"
+    out.mkdir()
+    write_prepared(out, {"train": split(48), "test": split(24)}, dataset="gtsrb", classes=["a", "b", "c"],
+                   shard_size=20)
+    return out
