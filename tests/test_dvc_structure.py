@@ -1,0 +1,80 @@
+"""dvc.yaml against params.yaml: every stage lists exactly what it reads, every section parses strictly."""
+import pytest
+import yaml
+
+from attnrobust.attacks.suite import AttackConfig
+from attnrobust.config import build, load_section
+from attnrobust.data.fetch import _generators
+from attnrobust.data.prepare import PREPARERS
+from attnrobust.experiment import parse_experiment
+from attnrobust.training import TrainConfig
+
+from conftest import ROOT
+
+PARAMS = ROOT / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def stages():
+    from dvc.repo import Repo
+
+    from dvc.dependency.param import ParamsDependency
+
+    with Repo(str(ROOT)) as repo:
+        out = {}
+        for stage in repo.index.stages:
+            params = [p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params]
+            out[stage.addressing] = {"params": params, "outs": [str(o.def_path) for o in stage.outs],
+                                     "cache": [o.use_cache for o in stage.outs]}
+        return out
+
+
+def _get(params, dotted):
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_every_listed_param_exists(stages):
+    params = yaml.safe_load(PARAMS.read_text())
+    for name, stage in stages.items():
+        for key in stage["params"]:
+            _get(params, key)  # KeyError names the missing key
+
+
+def test_params_are_scoped(stages):
+    experiments = yaml.safe_load(PARAMS.read_text())["experiments"]
+    for exp in experiments:
+        assert sorted(stages[f"train@{exp}"]["params"]) == sorted([f"experiments.{exp}", "train"])
+        assert stages[f"attack@{exp}"]["params"] == ["attack"]
+    for name, stage in stages.items():
+        assert not name.startswith(("fetch", "masks", "train")) or "attack" not in stage["params"]
+        assert "params.yaml" not in stage["params"]
+
+
+def test_only_cheap_outputs_skip_the_cache(stages):
+    for name, stage in stages.items():
+        if not all(stage["cache"]):
+            assert name == "metrics", f"{name}: cache: false outputs cost the run-cache"
+
+
+def test_every_section_parses_strictly():
+    params = yaml.safe_load(PARAMS.read_text())
+    load_section(PARAMS, "attack", AttackConfig)
+    load_section(PARAMS, "train", TrainConfig)
+    for dataset, gen in _generators().items():
+        build(gen.config, params["data"][dataset], f"params.yaml: data.{dataset}")
+        load_section(PARAMS, f"masks.{dataset}", PREPARERS[dataset][0])
+    for name, values in params["experiments"].items():
+        parse_experiment(name, values, f"params.yaml: experiments.{name}")
+
+
+def test_curve_plots_name_every_experiment():
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    experiments = list(yaml.safe_load(PARAMS.read_text())["experiments"])
+    for plot in dvc_yaml["plots"]:
+        (name, spec), = plot.items()
+        if name.startswith("robustness_vs_"):
+            (columns,) = spec["y"].values()
+            assert columns == experiments, f"{name}: update its y columns when experiments change"

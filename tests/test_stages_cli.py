@@ -1,0 +1,95 @@
+"""Each stage script, driven as a user drives it: options in, files out, clear errors on bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "stages"))
+import attack as attack_stage  # noqa: E402
+import fetch as fetch_stage  # noqa: E402
+import masks as masks_stage  # noqa: E402
+import metrics as metrics_stage  # noqa: E402
+import train as train_stage  # noqa: E402
+
+runner = CliRunner()
+BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def params(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dvclive inspects the repo around the cwd
+    p = dict(BASE)
+    p["data"] = {**BASE["data"], "gtsrb": {"train_per_class": 2, "test_per_class": 1, "min_size": 20, "max_size": 28}}
+    p["masks"] = {**BASE["masks"], "gtsrb": {"image_size": 16, "shard_size": 64}}
+    p["train"] = {**BASE["train"], "epochs": 1, "batch_size": 32, "device": "cpu"}
+    p["attack"] = {**BASE["attack"], "n_samples": 8, "steps": 2, "eps_sweep": [4], "steps_sweep": [1]}
+    p["experiments"] = {"tiny": {"dataset": "gtsrb", "method": "standard", "model": "cnn", "model_args": {"width": 4}}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    return path
+
+
+def _ok(result):
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_stages_chain_fetch_masks_train_attack_metrics(params, tmp_path):
+    t = tmp_path
+    _ok(runner.invoke(fetch_stage.app, ["--dataset", "gtsrb", "--out", str(t / "raw"), "--params", str(params)]))
+    assert (t / "raw" / "GT-final_test.csv").is_file()
+    _ok(runner.invoke(masks_stage.app, ["--dataset", "gtsrb", "--raw", str(t / "raw"), "--out", str(t / "prep"),
+                                        "--params", str(params)]))
+    meta = json.loads((t / "prep" / "meta.json").read_text())
+    assert meta["splits"] == {"train": 86, "test": 43} and meta["image_size"] == 16
+    _ok(runner.invoke(train_stage.app, ["--experiment", "tiny", "--prepared", str(t / "prep"), "--out",
+                                        str(t / "models" / "tiny"), "--live", str(t / "live"), "--resume",
+                                        str(t / "resume.pt"), "--params", str(params)]))
+    assert (t / "models" / "tiny" / "model.pt").is_file() and not (t / "resume.pt").exists()
+    _ok(runner.invoke(attack_stage.app, ["--experiment", "tiny", "--model", str(t / "models" / "tiny"), "--prepared",
+                                         str(t / "prep"), "--out", str(t / "results" / "tiny"), "--params", str(params)]))
+    summary = json.loads((t / "results" / "tiny" / "summary.json").read_text())
+    assert summary["n"] == 8 and summary["eps"] == 8
+    _ok(runner.invoke(metrics_stage.app, ["--results", str(t / "results"), "--out", str(t / "m.json"), "--plots",
+                                          str(t / "plots"), "--params", str(params)]))
+    assert set(json.loads((t / "m.json").read_text())) == {"tiny"}
+    # a checkpoint from another experiment is refused by name
+    result = runner.invoke(attack_stage.app, ["--experiment", "other", "--model", str(t / "models" / "tiny"),
+                                              "--prepared", str(t / "prep"), "--out", str(t / "r2"),
+                                              "--params", str(params)])
+    assert result.exit_code != 0 and "belongs to experiment 'tiny'" in str(result.exception)
+
+
+def test_typo_in_params_fails_before_work_with_key_and_file(params, tmp_path):
+    bad = yaml.safe_load(params.read_text())
+    bad["attack"]["stepz"] = bad["attack"].pop("steps")
+    params.write_text(yaml.safe_dump(bad))
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "attack.py"), "--experiment", "tiny", "--model",
+                           str(tmp_path / "nope"), "--prepared", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
+                           "--params", str(params)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and str(params) in proc.stderr and "stepz" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_unknown_method_names_the_key(params):
+    bad = yaml.safe_load(params.read_text())
+    bad["experiments"]["tiny"]["method"] = "magic"
+    params.write_text(yaml.safe_dump(bad))
+    result = runner.invoke(train_stage.app, ["--experiment", "tiny", "--prepared", "x", "--out", "y", "--live", "z",
+                                             "--params", str(params)])
+    assert "experiments.tiny.method" in str(result.exception) and "magic" in str(result.exception)
+
+
+def test_bad_data_source_is_refused(params, tmp_path):
+    bad = yaml.safe_load(params.read_text())
+    bad["data"]["source"] = "internet"
+    params.write_text(yaml.safe_dump(bad))
+    result = runner.invoke(fetch_stage.app, ["--dataset", "gtsrb", "--out", str(tmp_path / "raw"),
+                                             "--params", str(params)])
+    assert "data.source" in str(result.exception) and not (tmp_path / "raw").exists()
