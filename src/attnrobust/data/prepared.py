@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from attnrobust.errors import UserError
-from attnrobust.io import read_json, write_json
+from attnrobust.io import read_json, save_npz, write_json
 
 
 @dataclass
@@ -55,7 +55,7 @@ def write_prepared(
             image_size = int(split.images.shape[-1])
         for k, start in enumerate(range(0, max(len(split.labels), 1), shard_size)):
             sl = slice(start, start + shard_size)
-            np.savez_compressed(
+            save_npz(
                 out_dir / f"{name}-{k:03d}.npz",
                 images=np.ascontiguousarray(split.images[sl], dtype=np.uint8),
                 masks=np.ascontiguousarray(split.masks[sl], dtype=np.uint8),
