@@ -16,8 +16,14 @@ class Domain(str, Enum):
     YT8M = "yt8m"  # dequantised YouTube-8M features in [-2, 2]
 
 
-_LEVEL = {Domain.IMAGE: 1.0 / 255.0, Domain.YT8M: 4.0 / 255.0}
-_BOUNDS = {Domain.IMAGE: (0.0, 1.0), Domain.YT8M: (-2.0, 2.0)}
+# YouTube-8M quantisation (utils.Dequantize): 256 levels over [-2, 2]; dequantised values are
+# bin centres plus half a level, so they span [-2 + 4/512, 2 + 4/512], which is the attack's box.
+YT8M_MIN, YT8M_MAX = -2.0, 2.0
+YT8M_LEVEL = (YT8M_MAX - YT8M_MIN) / 255.0
+YT8M_DEQUANT_BIAS = (YT8M_MAX - YT8M_MIN) / 512.0 + YT8M_MIN
+
+_LEVEL = {Domain.IMAGE: 1.0 / 255.0, Domain.YT8M: YT8M_LEVEL}
+_BOUNDS = {Domain.IMAGE: (0.0, 1.0), Domain.YT8M: (YT8M_DEQUANT_BIAS, 255 * YT8M_LEVEL + YT8M_DEQUANT_BIAS)}
 
 
 def levels_to_input(levels: float, domain: Domain | str = Domain.IMAGE) -> float:

@@ -1,0 +1,1 @@
+"""Scores: accuracy, GAP@k, mAP, AUROC, aggregation and claims."""
