@@ -10,11 +10,12 @@ from torch import nn
 from attnrobust.errors import UserError
 from attnrobust.models import build_model
 
-FORMAT = 1
+FORMAT = 2
 
 
-def model_spec(name: str, num_classes: int, mean: list[float], std: list[float], args: dict) -> dict[str, Any]:
-    return {"name": name, "num_classes": num_classes, "mean": list(mean), "std": list(std), "args": dict(args)}
+def model_spec(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What rebuilds the model: its registry name and constructor arguments (plain JSON types)."""
+    return {"name": name, "kwargs": dict(kwargs)}
 
 
 def save_checkpoint(path: Path, model: nn.Module, spec: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -43,8 +44,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     spec = ckpt["model"]
-    model = build_model(spec["name"], num_classes=spec["num_classes"], mean=spec["mean"], std=spec["std"],
-                        **spec["args"])
+    model = build_model(spec["name"], **spec["kwargs"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

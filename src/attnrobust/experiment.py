@@ -21,7 +21,7 @@ from attnrobust.config import build, get_key, read_params
 from attnrobust.errors import UserError
 from attnrobust.methods.registry import get_method
 
-DATASETS = ("gtsrb", "coco")
+DATASETS = ("gtsrb", "coco", "video")
 _COMMON = {"dataset", "method", "model", "model_args"}
 
 

@@ -1,4 +1,4 @@
-"""Training loop shared by every image method: one function per phase, resumable per epoch."""
+"""Training loop shared by every method and task: one function per phase, resumable per epoch."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,11 +13,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from attnrobust.checkpoint import model_spec, save_checkpoint
-from attnrobust.data.prepared import load_prepared, read_meta
 from attnrobust.experiment import Experiment
 from attnrobust.methods import Batch, Method, get_method
 from attnrobust.models import build_model
 from attnrobust.runtime import resolve_device, seed_everything, show_progress
+from attnrobust.tasks import TASKS, Task, Tensors
 
 
 @dataclass(frozen=True)
@@ -44,20 +44,15 @@ class TrainState:
     epoch: int = 0
 
 
-def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of (N, 3, H, W) images, for the model's own normalisation."""
-    return images.mean(dim=(0, 2, 3)).tolist(), images.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
-
-
-def train_one_epoch(state: TrainState, method: Method, cfg, data, batch_size: int, device, desc: str) -> dict:
-    images, labels, masks = data
+def train_one_epoch(state: TrainState, method: Method, cfg, data: Tensors, task: Task, batch_size: int, device,
+                    desc: str) -> dict:
     state.model.train()
-    order = torch.randperm(len(labels), generator=state.generator)
+    order = torch.randperm(len(data), generator=state.generator)
     total_loss, seen = 0.0, 0
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc=desc, disable=not show_progress(), leave=False):
         idx = order[start:start + batch_size]
-        batch = Batch(images[idx].to(device), labels[idx].to(device), masks[idx].to(device))
+        batch = Batch(data.x[idx].to(device), data.y[idx].to(device), data.mask[idx].to(device), task)
         loss = method.loss(state.model, batch, cfg, state.generator)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -69,14 +64,15 @@ def train_one_epoch(state: TrainState, method: Method, cfg, data, batch_size: in
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: Tensor, labels: Tensor, device, batch_size: int = 512) -> float:
-    """Clean top-1 accuracy in eval mode."""
+def predict_logits(model: nn.Module, x: Tensor, device, batch_size: int = 512) -> Tensor:
+    """Logits for every input, in eval mode, on the CPU."""
     model.eval()
-    correct = 0
-    for start in range(0, len(labels), batch_size):
-        logits = model(images[start:start + batch_size].to(device))
-        correct += (logits.argmax(1).cpu() == labels[start:start + batch_size]).sum().item()
-    return correct / max(len(labels), 1)
+    return torch.cat([model(x[s:s + batch_size].to(device)).float().cpu() for s in range(0, len(x), batch_size)])
+
+
+def evaluate(model: nn.Module, data: Tensors, task: Task, device) -> dict[str, float]:
+    """Clean scores on ``data`` (``clean_acc``, or ``clean_gap`` and ``clean_hit1`` for video)."""
+    return {f"clean_{k}": v for k, v in task.score(predict_logits(model, data.x, device), data.y).items()}
 
 
 def _resume_blob(state: TrainState) -> dict:
@@ -99,11 +95,10 @@ def _try_resume(state: TrainState, resume_file: Path | None, fingerprint: dict) 
     print(f"[train] resuming from {resume_file} after epoch {state.epoch}", file=sys.stderr)
 
 
-def build_state(exp: Experiment, cfg: TrainConfig, train_images: Tensor, num_classes: int, device, steps: int):
+def build_state(exp: Experiment, cfg: TrainConfig, task: Task, train: Tensors, device, steps: int):
     generator = seed_everything(cfg.seed, cfg.threads)
-    mean, std = channel_stats(train_images)
-    spec = model_spec(exp.model, num_classes, mean, std, exp.model_args)
-    model = build_model(exp.model, num_classes=num_classes, mean=mean, std=std, **exp.model_args).to(device)
+    spec = model_spec(exp.model, {**task.model_kwargs(train), **exp.model_args})
+    model = build_model(spec["name"], **spec["kwargs"]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.25)
     return TrainState(model, optimizer, scheduler, generator), spec
@@ -117,30 +112,31 @@ def train_experiment(exp: Experiment, cfg: TrainConfig, prepared_dir: Path, out_
     for the same config continues from it, ending with the same model as an uninterrupted run.
     """
     device = resolve_device(cfg.device)
-    meta = read_meta(prepared_dir)
-    train = load_prepared(prepared_dir, "train")
-    test = load_prepared(prepared_dir, "test")
+    task = TASKS[exp.dataset]
+    train, test = task.load(prepared_dir, "train"), task.load(prepared_dir, "test")
     method = get_method(exp.method)
-    steps = cfg.epochs * -(-len(train[1]) // cfg.batch_size)
-    state, spec = build_state(exp, cfg, train[0], len(meta["classes"]), device, steps)
-    fingerprint = {"experiment": exp.to_dict(), "train": dataclasses.asdict(cfg), "n": len(train[1])}
+    steps = cfg.epochs * -(-len(train) // cfg.batch_size)
+    state, spec = build_state(exp, cfg, task, train, device, steps)
+    fingerprint = {"experiment": exp.to_dict(), "train": dataclasses.asdict(cfg), "n": len(train)}
     _try_resume(state, resume_file, fingerprint)
     history = {}
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, resume=state.epoch > 0) as live:
         while state.epoch < cfg.epochs:
-            stats = train_one_epoch(state, method, exp.method_config, train, cfg.batch_size, device,
+            stats = train_one_epoch(state, method, exp.method_config, train, task, cfg.batch_size, device,
                                     f"{exp.name} epoch {state.epoch + 1}/{cfg.epochs}")
             state.epoch += 1
-            history = {"train_loss": stats["loss"], "clean_acc": evaluate(state.model, test[0], test[1], device)}
+            history = {"train_loss": stats["loss"], **evaluate(state.model, test, task, device)}
             live.step = state.epoch
             live.log_metric("train/loss", history["train_loss"])
-            live.log_metric("test/clean_acc", history["clean_acc"])
-            print(f"[train {exp.name}] epoch {state.epoch}/{cfg.epochs} loss {history['train_loss']:.4f} "
-                  f"clean_acc {history['clean_acc']:.4f}", file=sys.stderr)
+            for key, value in history.items():
+                if key != "train_loss":
+                    live.log_metric(f"test/{key}", value)
+            shown = " ".join(f"{k} {v:.4f}" for k, v in history.items())
+            print(f"[train {exp.name}] epoch {state.epoch}/{cfg.epochs} {shown}", file=sys.stderr)
             if resume_file is not None:
                 resume_file.parent.mkdir(parents=True, exist_ok=True)
                 torch.save({"fingerprint": fingerprint, "state": _resume_blob(state)}, resume_file)
     save_checkpoint(out_dir / "model.pt", state.model.cpu(), spec,
                     {"experiment": exp.name, "config": exp.to_dict(), "train": dataclasses.asdict(cfg),
-                     "classes": meta["classes"], "dataset": exp.dataset})
+                     "classes": train.classes, "dataset": exp.dataset})
     return {"experiment": exp.name, "epochs": cfg.epochs, **history}

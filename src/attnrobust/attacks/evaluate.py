@@ -1,17 +1,24 @@
-"""Evaluate a trained checkpoint with the shared suite and write its results."""
+"""Evaluate a trained checkpoint with its task's suite and write the results."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from attnrobust.attacks.suite import AttackConfig, run_suite, select_subset
 from attnrobust.checkpoint import model_from_checkpoint, read_checkpoint
-from attnrobust.data.prepared import read_split, to_tensors
 from attnrobust.errors import UserError
 from attnrobust.io import replace_dir, write_json
 from attnrobust.runtime import resolve_device
+from attnrobust.tasks import TASKS
+
+# task name -> suite(model, x, y, cfg, *, num_classes, device, task) -> (summary, per-sample columns)
+SUITES: dict[str, Callable] = {
+    "image": lambda model, x, y, cfg, *, num_classes, device, task: run_suite(
+        model, x, y, cfg, num_classes=num_classes, device=device, domain=task.domain),
+}
 
 
 def write_per_sample(path: Path, ids: list[str], columns: dict) -> None:
@@ -31,16 +38,16 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
     if ckpt["meta"].get("experiment") != experiment:
         raise UserError(f"{model_dir}: checkpoint belongs to experiment '{ckpt['meta'].get('experiment')}', "
                         f"not '{experiment}'; re-run `dvc repro train@{experiment}`")
+    task = TASKS[ckpt["meta"]["dataset"]]
     model = model_from_checkpoint(ckpt)
     torch.manual_seed(cfg.seed)
-    test = read_split(prepared_dir, "test")
-    images, labels, _ = to_tensors(test)
-    ids = test.ids
-    index = select_subset(len(labels), cfg.n_samples, cfg.seed)
-    summary, columns = run_suite(model, images[index], labels[index], cfg,
-                                 num_classes=ckpt["model"]["num_classes"], device=resolve_device(cfg.device))
+    test = task.load(prepared_dir, "test")
+    index = select_subset(len(test), cfg.n_samples, cfg.seed)
+    summary, columns = SUITES[task.name](model, test.x[index], test.y[index], cfg,
+                                         num_classes=ckpt["model"]["kwargs"]["num_classes"],
+                                         device=resolve_device(cfg.device), task=task)
     summary["experiment"] = experiment
     with replace_dir(out_dir) as staging:
         write_json(staging / "summary.json", summary)
-        write_per_sample(staging / "per_sample.csv", [ids[i] if ids else str(i) for i in index], columns)
+        write_per_sample(staging / "per_sample.csv", [test.ids[i] if test.ids else str(i) for i in index], columns)
     return summary

@@ -11,14 +11,20 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from attnrobust.tasks import Task
+
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch: images (B, 3, H, W) in [0, 1], labels (B,), foreground masks (B, 1, H, W)."""
+    """One training batch in a task's format (see :class:`attnrobust.tasks.Tensors`).
+
+    ``task`` supplies the loss and the threat model, so one method serves images and video.
+    """
 
     x: Tensor
     y: Tensor
     mask: Tensor
+    task: Task
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Madry et al. PGD adversarial training: cross-entropy on L-inf PGD examples only.
+"""Madry et al. PGD adversarial training: the task's loss on L-inf PGD examples only.
+
+For video this is the "simple adversarial extension" of Choudhary et al.: PGD in the
+dequantised feature space, budgets in YouTube-8M quantisation levels.
 
 The training attack runs with the model in eval mode (BatchNorm running statistics, as the
 evaluation attack does) and the loss is then taken in train mode. With
@@ -10,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch.nn.functional as F
-
-from attnrobust.attacks.budget import levels_to_input
-from attnrobust.attacks.pgd import pgd, random_targets
+from attnrobust.attacks.pgd import random_targets
 from attnrobust.methods.base import Batch, Method
 
 
@@ -34,9 +34,9 @@ def pgd_at_loss(model, batch: Batch, cfg: PgdAtConfig, generator):
     if cfg.train_target == "random":
         num_classes = model(batch.x[:1]).shape[1]
         targets = random_targets(batch.y, num_classes, generator)
-    x_adv = pgd(model, batch.x, batch.y, eps=levels_to_input(cfg.train_eps), steps=cfg.train_steps,
-                step_size=levels_to_input(cfg.train_step_size), targets=targets, generator=generator)
-    return F.cross_entropy(model(x_adv), batch.y)
+    x_adv = batch.task.attack(model, batch.x, batch.y, eps=cfg.train_eps, steps=cfg.train_steps,
+                              step_size=cfg.train_step_size, targets=targets, generator=generator)
+    return batch.task.loss(model(x_adv), batch.y)
 
 
 PGD_AT = Method("pgd_at", PgdAtConfig, pgd_at_loss, "Madry PGD adversarial training (L-inf)")

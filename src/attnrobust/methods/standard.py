@@ -1,13 +1,13 @@
-"""Standard (natural) training: cross-entropy on clean inputs."""
+"""Standard (natural) training: the task's loss on clean inputs (cross-entropy, or BCE for video)."""
 from __future__ import annotations
 
-import torch.nn.functional as F
+from torch import Tensor
 
 from attnrobust.methods.base import Batch, Method, NoConfig
 
 
-def standard_loss(model, batch: Batch, cfg: NoConfig, generator) -> "torch.Tensor":  # noqa: F821
-    return F.cross_entropy(model(batch.x), batch.y)
+def standard_loss(model, batch: Batch, cfg: NoConfig, generator) -> Tensor:
+    return batch.task.loss(model(batch.x), batch.y)
 
 
-STANDARD = Method("standard", NoConfig, standard_loss, "cross-entropy on clean inputs")
+STANDARD = Method("standard", NoConfig, standard_loss, "the task's loss on clean inputs")

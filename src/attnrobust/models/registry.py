@@ -14,11 +14,15 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(name: str, *, num_classes: int, mean: list[float], std: list[float], **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name``; unknown names and arguments are user errors."""
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name``; unknown names and arguments are user errors.
+
+    ``kwargs`` are the task's data-derived arguments (e.g. ``num_classes``, ``mean``, ``std``)
+    plus the experiment's ``model_args``; checkpoints store them to rebuild the model.
+    """
     if name not in MODELS:
         raise UserError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
     try:
-        return MODELS[name](num_classes=num_classes, mean=mean, std=std, **kwargs)
+        return MODELS[name](**kwargs)
     except TypeError as exc:
         raise UserError(f"model '{name}': bad model_args ({exc})") from exc

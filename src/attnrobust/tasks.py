@@ -1,0 +1,127 @@
+"""Tasks: what a dataset's inputs, labels, loss and threat model are.
+
+Methods and attacks are written once against a :class:`Task`, so the same ``standard`` and
+``pgd_at`` objectives and the same PGD serve single-label images (cross-entropy, pixels in
+[0, 1]) and multi-label video features (binary cross-entropy, dequantised YouTube-8M features).
+
+Video inputs carry their frame-validity flag as a last feature channel: ``x`` is
+(N, T, D + 1). The flag travels with each sample through attack batching and compaction, the
+model uses it as its padding mask, and the attack may never change it or a padded frame.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
+from attnrobust.attacks.pgd import hits_target, misclassified, pgd
+from attnrobust.errors import UserError
+
+
+@dataclass
+class Tensors:
+    """A split in memory. Images: x (N, 3, H, W), y (N,), mask (N, 1, H, W) foreground.
+    Video: x (N, T, D + 1) with the validity flag last, y (N, C) multi-hot float, mask (N, T)."""
+
+    x: Tensor
+    y: Tensor
+    mask: Tensor
+    ids: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    domain: Domain
+    multilabel: bool
+    load: Callable[[Path, str], Tensors]  # (data_dir, split) -> Tensors
+    model_kwargs: Callable[[Tensors], dict[str, Any]]  # constructor args derived from the training split
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The training objective, averaged over the batch."""
+        if self.multilabel:
+            return F.binary_cross_entropy_with_logits(logits, y)
+        return F.cross_entropy(logits, y)
+
+    def attack_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Summed over the batch, so a sample's attack step does not depend on the batch size."""
+        if self.multilabel:
+            return F.binary_cross_entropy_with_logits(logits, y, reduction="sum")
+        return F.cross_entropy(logits, y, reduction="sum")
+
+    def score(self, logits: Tensor, y: Tensor) -> dict[str, float]:
+        """Clean-data scores: top-1 accuracy, or GAP@20 and Hit@1 for multi-label video."""
+        if self.multilabel:
+            from attnrobust.metrics.multilabel import gap_at_k, hit_at_1
+
+            probs, labels = torch.sigmoid(logits).numpy(), y.numpy()
+            return {"gap": gap_at_k(probs, labels, 20), "hit1": hit_at_1(probs, labels)}
+        return {"acc": float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")}
+
+    def perturb_mask(self, x: Tensor) -> Tensor | None:
+        """Where the attacker may perturb: video frames that exist, never the validity flag."""
+        if self.domain is not Domain.YT8M:
+            return None
+        valid = x[..., -1:]  # (N, T, 1)
+        return torch.cat([valid.expand(*x.shape[:-1], x.shape[-1] - 1), torch.zeros_like(valid)], dim=-1)
+
+    def attack(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | Tensor, steps: int,
+               step_size: float | Tensor, targets: Tensor | None = None, random_start: bool = True,
+               restarts: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """L-inf PGD in this task's threat model; ``eps`` and ``step_size`` in 8-bit levels."""
+        if targets is not None and self.multilabel:
+            raise UserError(f"{self.name}: targeted attacks are defined for single-label tasks only")
+        unit = levels_to_input(1, self.domain)
+        if self.multilabel:
+            success = None  # no single "fooled" event for multi-label outputs: no early stop
+        else:
+            success = hits_target if targets is not None else misclassified
+        return pgd(model, x, y, eps=eps * unit, steps=steps, step_size=step_size * unit, targets=targets,
+                   random_start=random_start, restarts=restarts, bounds=input_bounds(self.domain),
+                   loss_fn=self.attack_loss, success_fn=success, perturb_mask=self.perturb_mask(x),
+                   generator=generator)
+
+
+def _load_images(data_dir: Path, split: str) -> Tensors:
+    from attnrobust.data.prepared import read_meta, read_split, to_tensors
+
+    raw = read_split(Path(data_dir), split)
+    x, y, mask = to_tensors(raw)
+    return Tensors(x, y, mask, raw.ids, read_meta(data_dir)["classes"])
+
+
+def _image_kwargs(train: Tensors) -> dict[str, Any]:
+    mean = train.x.mean(dim=(0, 2, 3)).tolist()
+    std = train.x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    return {"num_classes": len(train.classes), "mean": mean, "std": std}
+
+
+def _load_video(data_dir: Path, split: str) -> Tensors:
+    from attnrobust.io import read_json
+    from attnrobust.video.features import dequantize, read_feature_split
+
+    raw = read_feature_split(Path(data_dir), split)
+    feats = dequantize(torch.from_numpy(raw.rgb))  # (N, T, D)
+    valid = (torch.arange(feats.shape[1])[None, :] < torch.from_numpy(raw.num_frames)[:, None]).float()  # (N, T)
+    x = torch.cat([feats * valid[..., None], valid[..., None]], dim=-1)  # (N, T, D + 1)
+    classes = read_json(Path(data_dir) / "meta.json")["classes"]
+    return Tensors(x, torch.from_numpy(raw.labels).float(), valid, raw.ids, classes)
+
+
+def _video_kwargs(train: Tensors) -> dict[str, Any]:
+    return {"num_classes": len(train.classes), "feature_dim": train.x.shape[-1] - 1, "max_frames": train.x.shape[1]}
+
+
+IMAGE = Task("image", Domain.IMAGE, False, _load_images, _image_kwargs)
+VIDEO = Task("video", Domain.YT8M, True, _load_video, _video_kwargs)
+TASKS: dict[str, Task] = {"gtsrb": IMAGE, "coco": IMAGE, "video": VIDEO}  # dataset -> task
