@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test bench
 
 run: $(STAMP)
-	$(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
 test: $(STAMP)
 	$(PY) -m pytest
