@@ -8,6 +8,8 @@ from attnrobust.data.fetch import _generators
 from attnrobust.data.prepare import PREPARERS
 from attnrobust.experiment import parse_experiment
 from attnrobust.training import TrainConfig
+from attnrobust.video.features import FeaturesConfig
+from attnrobust.video.fetch import VideoDataConfig
 
 from conftest import ROOT
 
@@ -66,6 +68,8 @@ def test_every_section_parses_strictly():
     for dataset, gen in _generators().items():
         build(gen.config, params["data"][dataset], f"params.yaml: data.{dataset}")
         load_section(PARAMS, f"masks.{dataset}", PREPARERS[dataset][0])
+    build(VideoDataConfig, params["data"]["video"], "params.yaml: data.video")
+    load_section(PARAMS, "features", FeaturesConfig)
     for name, values in params["experiments"].items():
         parse_experiment(name, values, f"params.yaml: experiments.{name}")
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "data": {"gtsrb": {"train_per_class": 3, "test_per_class": 1, "min_size": 20, "max_size": 32},
-             "coco": {"train_images": 40, "val_images": 16, "image_size": 48, "max_objects": 3}},
+             "coco": {"train_images": 40, "val_images": 16, "image_size": 48, "max_objects": 3},
+             "video": {"synthetic": {"num_classes": 3, "clips_per_class": 6, "frames": 24}}},
+    "features": {"dim": 16, "image_size": 32, "max_frames": 6},
     "masks": {"gtsrb": {"image_size": 16}, "coco": {"image_size": 16}},
     "train": {"epochs": 1, "batch_size": 32},
     "attack": {"n_samples": 16, "steps": 2, "eps_sweep": [4], "steps_sweep": [1]},
