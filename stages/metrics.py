@@ -1,4 +1,4 @@
-"""Stage metrics: gather attack summaries into git-tracked metrics JSON and plot tables."""
+"""Stage metrics: gather attack summaries into git-tracked metrics JSON, plot tables and claims."""
 from pathlib import Path
 from typing import Annotated
 
@@ -7,7 +7,8 @@ import typer
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import get_key, read_params
 from attnrobust.io import write_json
-from attnrobust.metrics.aggregate import headline_metrics, read_summaries, write_curve
+from attnrobust.metrics.aggregate import headline_metrics, read_summaries, write_curves, write_race
+from attnrobust.metrics.claims import evaluate_claims
 
 app = make_app()
 
@@ -16,16 +17,24 @@ app = make_app()
 def main(
     results: Annotated[Path, typer.Option(help="Dir holding results/attack/<exp>/summary.json.")],
     out: Annotated[Path, typer.Option(help="Metrics JSON to write.")],
+    claims: Annotated[Path, typer.Option(help="Claims JSON to write.")],
     plots: Annotated[Path, typer.Option(help="Dir for plot CSVs.")],
-    params: Annotated[Path, typer.Option(help="Params file (reads the experiment names).")] = Path("params.yaml"),
+    params: Annotated[Path, typer.Option(help="Params file (reads `experiments` names and `claims`).")] = Path(
+        "params.yaml"),
 ) -> None:
-    """Write `{exp: {metric: value}}` and the robustness-vs-eps and vs-steps tables."""
-    experiments = list(get_key(read_params(params), "experiments", params))
-    summaries = read_summaries(results, experiments)
+    """Write `{exp: {metric: value}}`, the robustness curves, the S3TA race table and the claims table."""
+    values = read_params(params)
+    summaries = read_summaries(results, list(get_key(values, "experiments", params)))
     write_json(out, headline_metrics(summaries))
-    write_curve(plots / "robustness_vs_eps.csv", summaries, "eps", "eps_acc")
-    write_curve(plots / "robustness_vs_steps.csv", summaries, "steps", "steps_acc")
-    typer.echo(f"metrics: {len(summaries)} experiments -> {out}")
+    plots.mkdir(parents=True, exist_ok=True)
+    for stale in plots.glob("*.csv"):  # rewrite the folder completely
+        stale.unlink()
+    write_curves(plots, summaries)
+    write_race(plots / "race.csv", summaries)
+    table = evaluate_claims(summaries, get_key(values, "claims", params))
+    write_json(claims, table)
+    held = sum(c["holds"] for c in table.values())
+    typer.echo(f"metrics: {len(summaries)} experiments -> {out}; claims holding {held}/{len(table)} -> {claims}")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,13 @@ def test_experiment_method_keys_are_checked_by_the_method():
         parse_experiment("e", {"dataset": "gtsrb", "method": "magic", "model": "cnn"}, "p: e")
     with pytest.raises(UserError, match="dataset"):
         parse_experiment("e", {"dataset": "mnist", "method": "standard", "model": "cnn"}, "p: e")
+
+
+def test_experiment_train_overrides_are_strict(tmp_path):
+    from attnrobust.training import TrainConfig, train_experiment
+
+    exp = parse_experiment("e", {"dataset": "gtsrb", "method": "standard", "model": "cnn", "train": {"epocs": 3}},
+                           "p: e")
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, weight_decay=0.0, seed=0)
+    with pytest.raises(UserError, match="experiments.e.train: unknown key.*epocs"):
+        train_experiment(exp, cfg, tmp_path, tmp_path / "o", tmp_path / "l")

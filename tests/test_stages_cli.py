@@ -55,9 +55,11 @@ def test_stages_chain_fetch_masks_train_attack_metrics(params, tmp_path):
                                          str(t / "prep"), "--out", str(t / "results" / "tiny"), "--params", str(params)]))
     summary = json.loads((t / "results" / "tiny" / "summary.json").read_text())
     assert summary["n"] == 8 and summary["eps"] == 8
-    _ok(runner.invoke(metrics_stage.app, ["--results", str(t / "results"), "--out", str(t / "m.json"), "--plots",
-                                          str(t / "plots"), "--params", str(params)]))
+    _ok(runner.invoke(metrics_stage.app, ["--results", str(t / "results"), "--out", str(t / "m.json"), "--claims",
+                                          str(t / "c.json"), "--plots", str(t / "plots"), "--params", str(params)]))
     assert set(json.loads((t / "m.json").read_text())) == {"tiny"}
+    assert json.loads((t / "c.json").read_text()) == {}  # no configured claim has all its experiments here
+    assert (t / "plots" / "robustness_vs_eps.csv").read_text().startswith("eps,tiny")
     # a checkpoint from another experiment is refused by name
     result = runner.invoke(attack_stage.app, ["--experiment", "other", "--model", str(t / "models" / "tiny"),
                                               "--prepared", str(t / "prep"), "--out", str(t / "r2"),

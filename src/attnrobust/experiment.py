@@ -8,6 +8,7 @@ Example::
         method: pgd_at
         model: cnn
         model_args: {width: 32}
+        train: {epochs: 40}   # optional: overrides of the shared `train` section for this experiment
         train_eps: 8          # every other key belongs to the method's config dataclass
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from attnrobust.errors import UserError
 from attnrobust.methods.registry import get_method
 
 DATASETS = ("gtsrb", "coco", "video")
-_COMMON = {"dataset", "method", "model", "model_args"}
+_COMMON = {"dataset", "method", "model", "model_args", "train"}
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class Experiment:
     model: str  # key of models.MODELS
     model_args: dict[str, Any] = field(default_factory=dict)  # extra constructor args, e.g. width
     method_config: Any = None  # the method's own config dataclass
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the shared `train` section
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("dataset", "method", "model", "model_args")}
+        out = {k: getattr(self, k) for k in ("dataset", "method", "model", "model_args", "train")}
         out.update(dataclasses.asdict(self.method_config))
         return out
 
@@ -56,9 +58,13 @@ def parse_experiment(name: str, values: Any, where: str) -> Experiment:
     model_args = values.get("model_args", {}) or {}
     if not isinstance(model_args, dict):
         raise UserError(f"{where}.model_args: expected a mapping")
+    train = values.get("train", {}) or {}
+    if not isinstance(train, dict):
+        raise UserError(f"{where}.train: expected a mapping of `train` keys to override")
     own = {k: v for k, v in values.items() if k not in _COMMON}
     method_config = build(method.config, own, f"{where} (method {method.name})")
-    return Experiment(name, values["dataset"], values["method"], values["model"], dict(model_args), method_config)
+    return Experiment(name, values["dataset"], values["method"], values["model"], dict(model_args), method_config,
+                      dict(train))
 
 
 def load_experiment(params_path: Path, name: str) -> Experiment:

@@ -7,13 +7,17 @@ Methods and attacks are written once against a :class:`Task`, so the same ``stan
 Video inputs carry their frame-validity flag as a last feature channel: ``x`` is
 (N, T, D + 1). The flag travels with each sample through attack batching and compaction, the
 model uses it as its padding mask, and the attack may never change it or a padded frame.
+Masked-image inputs (method ``fgmask``) carry their input mask the same way, as a last channel:
+``x`` is (N, 4, H, W) = [rgb, mask] (:mod:`attnrobust.models.masked`).
 """
 from __future__ import annotations
 
+import dataclasses
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +26,9 @@ from torch import Tensor, nn
 from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import hits_target, misclassified, pgd
 from attnrobust.errors import UserError
+
+if TYPE_CHECKING:
+    from attnrobust.experiment import Experiment
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Task:
     multilabel: bool
     load: Callable[[Path, str], Tensors]  # (data_dir, split) -> Tensors
     model_kwargs: Callable[[Tensors], dict[str, Any]]  # constructor args derived from the training split
+    mask_channel: bool = False  # images: x = [rgb, mask]; the model applies the mask, the attack never changes it
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """The training objective, averaged over the batch."""
@@ -69,11 +77,22 @@ class Task:
         return {"acc": float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")}
 
     def perturb_mask(self, x: Tensor) -> Tensor | None:
-        """Where the attacker may perturb: video frames that exist, never the validity flag."""
+        """Where the attacker may perturb: video frames that exist, never the validity flag; any
+        pixel of a masked image, never its mask channel (threat model A of the mask defence)."""
+        if self.mask_channel:
+            pixels = torch.ones(1, x.shape[1], 1, 1, dtype=x.dtype, device=x.device)
+            pixels[:, -1] = 0
+            return pixels  # (1, 3 + 1, 1, 1)
         if self.domain is not Domain.YT8M:
             return None
         valid = x[..., -1:]  # (N, T, 1)
         return torch.cat([valid.expand(*x.shape[:-1], x.shape[-1] - 1), torch.zeros_like(valid)], dim=-1)
+
+    def foreground_perturb_mask(self, x: Tensor, foreground: Tensor) -> Tensor:
+        """Threat model B of the mask defence: :meth:`perturb_mask` restricted to the annotated
+        ``foreground`` (N, 1, H, W) of each image."""
+        allowed, foreground = self.perturb_mask(x), foreground.to(x)
+        return foreground if allowed is None else allowed * foreground
 
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | Tensor, steps: int,
                step_size: float | Tensor, targets: Tensor | None = None, random_start: bool = True,
@@ -106,6 +125,33 @@ def _image_kwargs(train: Tensors) -> dict[str, Any]:
     return {"num_classes": len(train.classes), "mean": mean, "std": std}
 
 
+def _load_masked_images(random_masks: bool) -> Callable[[Path, str], Tensors]:
+    """Loader of x = [rgb, mask] (N, 4, H, W); ``Tensors.mask`` stays the annotated foreground.
+
+    The mask channel is the annotated (oracle) foreground, or with ``random_masks`` a random box
+    of the same area per image, drawn from a generator seeded by the split name: the same masks
+    in every epoch and every run.
+    """
+    def load(data_dir: Path, split: str) -> Tensors:
+        from attnrobust.models.masked import random_box_masks, with_mask_channel
+
+        images = _load_images(data_dir, split)
+        keep = images.mask  # (N, 1, H, W)
+        if random_masks:
+            generator = torch.Generator().manual_seed(zlib.crc32(split.encode()))
+            keep = random_box_masks(images.mask.sum(dim=(1, 2, 3)), images.x.shape[-1], generator)
+        return dataclasses.replace(images, x=with_mask_channel(images.x, keep))
+
+    return load
+
+
+def _masked_image_kwargs(train: Tensors) -> dict[str, Any]:
+    """As for plain images, with the normalisation statistics of what the classifier sees: rgb * mask."""
+    from attnrobust.models.masked import apply_mask
+
+    return _image_kwargs(dataclasses.replace(train, x=apply_mask(train.x)))
+
+
 def _load_video(data_dir: Path, split: str) -> Tensors:
     from attnrobust.io import read_json
     from attnrobust.video.features import dequantize, read_feature_split
@@ -125,3 +171,30 @@ def _video_kwargs(train: Tensors) -> dict[str, Any]:
 IMAGE = Task("image", Domain.IMAGE, False, _load_images, _image_kwargs)
 VIDEO = Task("video", Domain.YT8M, True, _load_video, _video_kwargs)
 TASKS: dict[str, Task] = {"gtsrb": IMAGE, "coco": IMAGE, "video": VIDEO}  # dataset -> task
+IMAGE_FG_MASK = Task("image_fg_mask", Domain.IMAGE, False, _load_masked_images(False), _masked_image_kwargs,
+                     mask_channel=True)
+IMAGE_RANDOM_MASK = Task("image_random_mask", Domain.IMAGE, False, _load_masked_images(True), _masked_image_kwargs,
+                         mask_channel=True)
+MASKED_INPUTS: dict[str, Task] = {"foreground": IMAGE_FG_MASK, "random": IMAGE_RANDOM_MASK}  # `mask` key -> task
+TASKS_BY_NAME: dict[str, Task] = {t.name: t for t in (*TASKS.values(), *MASKED_INPUTS.values())}  # checkpoint meta
+
+
+def task_for(exp: Experiment) -> Task:
+    """The task experiment ``exp`` trains and is attacked in: its dataset's, or the [rgb, mask]
+    variant when its method config has a ``mask`` key (method ``fgmask``), which then needs a
+    model that applies the mask (``takes_mask_channel``, e.g. ``masked_cnn``)."""
+    from attnrobust.models import MODELS
+
+    mask = getattr(exp.method_config, "mask", None)
+    takes_mask = getattr(MODELS.get(exp.model), "takes_mask_channel", False)
+    if mask is None:
+        if takes_mask:
+            raise UserError(f"experiment {exp.name}: model '{exp.model}' expects [image, mask] inputs, which "
+                            f"method '{exp.method}' does not provide; use method fgmask or another model")
+        return TASKS[exp.dataset]
+    if TASKS[exp.dataset] is not IMAGE:
+        raise UserError(f"experiment {exp.name}: input masks need an image dataset, not '{exp.dataset}'")
+    if not takes_mask:
+        raise UserError(f"experiment {exp.name}: method '{exp.method}' feeds [image, mask] inputs; use a model "
+                        f"that applies the mask (model: masked_cnn), not '{exp.model}'")
+    return MASKED_INPUTS[mask]

@@ -13,11 +13,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from attnrobust.checkpoint import model_spec, save_checkpoint
+from attnrobust.config import build
 from attnrobust.experiment import Experiment
 from attnrobust.methods import Batch, Method, get_method
 from attnrobust.models import build_model
 from attnrobust.runtime import resolve_device, seed_everything, show_progress
-from attnrobust.tasks import TASKS, Task, Tensors
+from attnrobust.tasks import Task, Tensors, task_for
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,9 @@ def train_experiment(exp: Experiment, cfg: TrainConfig, prepared_dir: Path, out_
     With ``resume_file`` the state after each epoch is saved there, and a run that finds a state
     for the same config continues from it, ending with the same model as an uninterrupted run.
     """
+    cfg = build(TrainConfig, {**dataclasses.asdict(cfg), **exp.train}, f"experiments.{exp.name}.train")
     device = resolve_device(cfg.device)
-    task = TASKS[exp.dataset]
+    task = task_for(exp)
     train, test = task.load(prepared_dir, "train"), task.load(prepared_dir, "test")
     method = get_method(exp.method)
     steps = cfg.epochs * -(-len(train) // cfg.batch_size)
@@ -138,5 +140,5 @@ def train_experiment(exp: Experiment, cfg: TrainConfig, prepared_dir: Path, out_
                 torch.save({"fingerprint": fingerprint, "state": _resume_blob(state)}, resume_file)
     save_checkpoint(out_dir / "model.pt", state.model.cpu(), spec,
                     {"experiment": exp.name, "config": exp.to_dict(), "train": dataclasses.asdict(cfg),
-                     "classes": train.classes, "dataset": exp.dataset})
+                     "classes": train.classes, "dataset": exp.dataset, "task": task.name})
     return {"experiment": exp.name, "epochs": cfg.epochs, **history}

@@ -7,17 +7,30 @@ from pathlib import Path
 
 import torch
 
-from attnrobust.attacks.suite import AttackConfig, run_suite, select_subset
+from attnrobust.attacks.autoattack import MULTILABEL
+from attnrobust.attacks.budget import Domain
+from attnrobust.attacks.race import run_race
+from attnrobust.attacks.suite import AttackConfig, run_foreground_only, run_suite, select_subset
+from attnrobust.attacks.video_suite import run_video_suite
 from attnrobust.checkpoint import model_from_checkpoint, read_checkpoint
 from attnrobust.errors import UserError
-from attnrobust.io import replace_dir, write_json
+from attnrobust.io import replace_dir, save_npz, write_json
 from attnrobust.runtime import resolve_device
-from attnrobust.tasks import TASKS
+from attnrobust.tasks import TASKS, TASKS_BY_NAME
+
+
+def _image_suite(model, x, y, cfg, *, num_classes, device, task):
+    """Threat model A; the task's perturbation mask keeps a mask channel out of the attacker's reach."""
+    return run_suite(model, x, y, cfg, num_classes=num_classes, device=device, domain=task.domain,
+                     perturb_mask=task.perturb_mask(x))
+
 
 # task name -> suite(model, x, y, cfg, *, num_classes, device, task) -> (summary, per-sample columns)
 SUITES: dict[str, Callable] = {
-    "image": lambda model, x, y, cfg, *, num_classes, device, task: run_suite(
-        model, x, y, cfg, num_classes=num_classes, device=device, domain=task.domain),
+    "image": _image_suite,
+    "image_fg_mask": _image_suite,
+    "image_random_mask": _image_suite,
+    "video": run_video_suite,
 }
 
 
@@ -38,7 +51,8 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
     if ckpt["meta"].get("experiment") != experiment:
         raise UserError(f"{model_dir}: checkpoint belongs to experiment '{ckpt['meta'].get('experiment')}', "
                         f"not '{experiment}'; re-run `dvc repro train@{experiment}`")
-    task = TASKS[ckpt["meta"]["dataset"]]
+    meta = ckpt["meta"]
+    task = TASKS_BY_NAME[meta["task"]] if "task" in meta else TASKS[meta["dataset"]]
     model = model_from_checkpoint(ckpt)
     torch.manual_seed(cfg.seed)
     test = task.load(prepared_dir, "test")
@@ -46,8 +60,25 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
     summary, columns = SUITES[task.name](model, test.x[index], test.y[index], cfg,
                                          num_classes=ckpt["model"]["kwargs"]["num_classes"],
                                          device=resolve_device(cfg.device), task=task)
+    if task.domain is Domain.IMAGE:  # threat model B of the mask defence, for masked and unmasked models alike
+        x = test.x[index]
+        summary, columns = run_foreground_only(
+            model, x, test.y[index], cfg, summary, columns,
+            perturb_mask=task.foreground_perturb_mask(x, test.mask[index]), device=resolve_device(cfg.device),
+            domain=task.domain)
+    attention = {}
+    if task.name == "image" and cfg.race_steps:  # the S3TA race; glances vary for models that have them
+        summary["race"], attention = run_race(model, test.x[index], test.y[index], cfg,
+                                              num_classes=ckpt["model"]["kwargs"]["num_classes"],
+                                              device=resolve_device(cfg.device), domain=task.domain)
+        summary["sanity"].update(summary["race"].pop("sanity"))
+        summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
+    if cfg.suite == "standard" and task.multilabel:  # AutoAttack is a single-label classification attack
+        summary.setdefault("autoattack", MULTILABEL)
     summary["experiment"] = experiment
     with replace_dir(out_dir) as staging:
         write_json(staging / "summary.json", summary)
+        if attention:
+            save_npz(staging / "attention.npz", **attention)
         write_per_sample(staging / "per_sample.csv", [test.ids[i] if test.ids else str(i) for i in index], columns)
     return summary

@@ -9,7 +9,12 @@ spec/methods.md §0.1):
 * a sample that is already adversarial is frozen at that point and dropped from the batch
   ("compaction"), so later steps and restarts only pay for points still standing; the frozen
   point is a real adversarial example, so this never weakens the attack;
-* restarts re-run only the points that survived, from a fresh random start.
+* restarts re-run only the points that survived, from a fresh random start;
+* ``eot_samples > 1`` (randomised models, EOT): each step averages the gradient over that many
+  forward passes, and there is no early stop: success is judged on one fresh pass after the
+  run, never on a pass that made the gradient. Non-differentiable parts declared with
+  :func:`attnrobust.attacks.adaptive.bpda` are differentiated through their approximation here
+  and in every other gradient attack (see that module).
 
 ``eps`` and ``step_size`` may be per-sample tensors of shape (N,), which is how several budgets
 are attacked in one batch (the eps sweep).
@@ -79,8 +84,10 @@ def _random_start(x0: Tensor, eps: Tensor, bounds, generator, perturb_mask) -> T
 
 
 def _pgd_run(model, x0, y, eps, alpha, steps, bounds, loss_fn, success_fn, targeted,
-             random_start, generator, perturb_mask) -> tuple[Tensor, Tensor]:
-    """One PGD run over a batch; returns (x_adv, success). Successful points stop early."""
+             random_start, generator, perturb_mask, eot_samples=1) -> tuple[Tensor, Tensor]:
+    """One PGD run over a batch; returns (x_adv, success). Successful points stop early
+    (deterministic models only: under EOT one random pass may misclassify by luck)."""
+    early_stop = success_fn is not None and eot_samples == 1
     x_adv = _random_start(x0, eps, bounds, generator, perturb_mask) if random_start else x0.clone()
     done = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
     active = torch.arange(len(x0), device=x0.device)
@@ -88,7 +95,7 @@ def _pgd_run(model, x0, y, eps, alpha, steps, bounds, loss_fn, success_fn, targe
     for _ in range(steps):
         xa = x_adv[active].requires_grad_(True)
         logits = model(xa)
-        if success_fn is not None:
+        if early_stop:
             hit = success_fn(logits.detach(), y[active])
             done[active[hit]] = True
             keep = ~hit
@@ -99,6 +106,9 @@ def _pgd_run(model, x0, y, eps, alpha, steps, bounds, loss_fn, success_fn, targe
             grad = torch.autograd.grad(loss, xa)[0][keep]
         else:
             grad = torch.autograd.grad(loss_fn(logits, y[active]), xa)[0]
+            for _ in range(eot_samples - 1):  # EOT: fresh random passes, gradients averaged
+                grad += torch.autograd.grad(loss_fn(model(xa), y[active]), xa)[0]
+            grad /= eot_samples
         step = sign * alpha[active] * grad.sign()
         if perturb_mask is not None:
             step = step * perturb_mask[active]
@@ -125,6 +135,7 @@ def pgd(
     success_fn: SuccessFn | None = None,
     perturb_mask: Tensor | None = None,
     generator: torch.Generator | None = None,
+    eot_samples: int = 1,
 ) -> Tensor:
     """L-inf PGD; returns adversarial inputs with ``|x_adv - x| <= eps`` and within ``bounds``.
 
@@ -134,6 +145,7 @@ def pgd(
     misclassification (untargeted) or hitting the target (targeted) when ``loss_fn`` is the
     default, and to none (no early stop) for a custom loss. ``perturb_mask`` (broadcastable to
     ``x``) restricts the perturbation to where it is 1 (threat model B of the mask defence).
+    ``eot_samples`` > 1 averages each step's gradient over that many passes (randomised models).
     """
     targeted = targets is not None
     labels = targets if targeted else y
@@ -150,7 +162,7 @@ def pgd(
         for _ in range(max(restarts, 1)):
             x_adv, done = _pgd_run(
                 model, x0[todo], labels[todo], eps_t[todo], alpha_t[todo], steps, bounds, loss_fn,
-                success_fn, targeted, random_start, generator, None if mask is None else mask[todo])
+                success_fn, targeted, random_start, generator, None if mask is None else mask[todo], eot_samples)
             x_best[todo] = x_adv
             todo = todo[~done]
             if todo.numel() == 0 or success_fn is None or not random_start:
@@ -167,7 +179,8 @@ def fgsm(
     bounds: tuple[float, float] = (0.0, 1.0),
     loss_fn: LossFn | None = None,
     perturb_mask: Tensor | None = None,
+    eot_samples: int = 1,
 ) -> Tensor:
     """Fast gradient sign method: one step of size ``eps`` from the clean input."""
     return pgd(model, x, y, eps=eps, steps=1, step_size=eps, random_start=False, bounds=bounds,
-               loss_fn=loss_fn, perturb_mask=perturb_mask)
+               loss_fn=loss_fn, perturb_mask=perturb_mask, eot_samples=eot_samples)

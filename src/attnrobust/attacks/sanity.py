@@ -19,27 +19,50 @@ def _monotone(values: list[float], tol: float) -> bool:
     return all(b <= a + tol for a, b in zip(values, values[1:]))
 
 
-def gradient_norms(model: nn.Module, x: Tensor, y: Tensor, device, batch_size: int) -> Tensor:
-    """L1 norm of the cross-entropy input gradient per sample, at the clean point."""
+def gradient_norms(model: nn.Module, x: Tensor, y: Tensor, device, batch_size: int, loss_fn=None,
+                   perturb_mask_fn=None) -> Tensor:
+    """L1 norm of the input gradient per sample, at the clean point, where the attacker may perturb.
+
+    ``loss_fn(logits, y)`` defaults to summed cross-entropy; ``perturb_mask_fn(x)`` (default: all
+    of ``x``) gives the perturbable entries, e.g. valid video frames without their flag.
+    """
+    loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="sum"))
     norms = []
     for start in range(0, len(y), batch_size):
         xb = x[start:start + batch_size].to(device).requires_grad_(True)
-        loss = F.cross_entropy(model(xb), y[start:start + batch_size].to(device), reduction="sum")
-        norms.append(torch.autograd.grad(loss, xb)[0].abs().flatten(1).sum(1).cpu())
+        grad = torch.autograd.grad(loss_fn(model(xb), y[start:start + batch_size].to(device)), xb)[0]
+        if perturb_mask_fn is not None and (mask := perturb_mask_fn(xb.detach())) is not None:
+            grad = grad * mask
+        norms.append(grad.abs().flatten(1).sum(1).cpu())
     return torch.cat(norms)
 
 
-def output_checks(model: nn.Module, x: Tensor, device) -> dict[str, dict]:
-    """Deterministic logits over two passes, and outputs that are logits, not probabilities."""
+def output_checks(model: nn.Module, x: Tensor, device, multilabel: bool = False) -> dict[str, dict]:
+    """Deterministic logits over two passes, and outputs that are logits, not probabilities
+    (softmax rows, or for ``multilabel`` sigmoid outputs: every value in [0, 1])."""
     with torch.no_grad():
         xb = x[:64].to(device)
         a, b = model(xb), model(xb)
-    rows_sum_to_one = torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-4)
+    rows_sum_to_one = multilabel or torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-4)
     probs_like = bool((a >= 0).all() and (a <= 1).all() and rows_sum_to_one)
     return {
         "deterministic": _check(torch.allclose(a, b, atol=1e-4), float((a - b).abs().max()),
                                 "two clean forward passes give the same logits (atol 1e-4)"),
         "outputs_are_logits": _check(not probs_like, probs_like, "outputs are not already softmax probabilities"),
+    }
+
+
+def trend_checks(eps_curve: list[float], steps_curve: list[float], fgsm: float, pgd: float, tol: float,
+                 metric: str = "accuracy") -> dict[str, dict]:
+    """The checks on a score that a stronger attack can only lower (accuracy, GAP): the eps and
+    steps curves are non-increasing, the last increase of steps has converged, FGSM is weaker than PGD."""
+    return {
+        "eps_monotone": _check(_monotone(eps_curve, tol), eps_curve, f"{metric} non-increasing in eps (tol {tol:.3f})"),
+        "steps_monotone": _check(_monotone(steps_curve, tol), steps_curve,
+                                 f"more PGD steps never help the defender (tol {tol:.3f})"),
+        "converged": _check(len(steps_curve) < 2 or steps_curve[-2] - steps_curve[-1] <= tol, steps_curve[-2:],
+                            f"the last increase of steps drops {metric} by at most {tol:.3f}"),
+        "fgsm_weaker_than_pgd": _check(fgsm >= pgd - tol, [fgsm, pgd], f"{metric}(FGSM) >= {metric}(PGD) - tol"),
     }
 
 
@@ -70,4 +93,27 @@ def run_sanity_checks(model, x, y, cols: dict[str, Tensor], curves: dict, cfg, *
         "nonzero_gradients": _check(zero == 0, zero, "no sample has an all-zero input gradient at the clean point"),
     }
     checks.update(output_checks(model, x, device))
+    if cfg.eot_samples > 1 and not checks["deterministic"]["passed"]:  # as AutoAttack's `rand` version skips it
+        checks["deterministic"] = _check(True, checks["deterministic"]["value"],
+                                         f"randomised logits, attacked with EOT over {cfg.eot_samples} passes")
     return checks
+
+
+def square_check(white_box_correct: Tensor, square_correct: Tensor) -> dict:
+    """Black box no stronger than white box (AutoAttack's ``check_square_sr``, per sample).
+
+    Square runs after the white-box attacks on the points they left standing; if it breaks more
+    than ``max(0.2 pp, 1 sample)`` of the points every white-box attack left standing, the
+    gradients mislead the white-box attacks (gradient masking). ``white_box_correct`` is the
+    per-sample AND over every white-box attack; ``square_correct`` is AutoAttack's cumulative
+    column, -1 where AutoAttack did not run (those samples are left out).
+    """
+    ran = square_correct >= 0
+    white_box = white_box_correct[ran].bool()
+    n = int(ran.sum())
+    acc_white = float(white_box.float().mean()) if n else float("nan")
+    acc_square = float((white_box & (square_correct[ran] == 1)).float().mean()) if n else float("nan")
+    tol = max(0.002, 1.0 / max(n, 1))
+    return _check(not n or acc_square >= acc_white - tol - 1e-9, [acc_square, acc_white],
+                  f"acc(white-box + Square) >= acc(white-box) - {tol:.3f}: Square breaks at most that "
+                  f"share of the points every white-box attack left standing")

@@ -5,6 +5,10 @@ PGD-k random-targeted (reported as accuracy on the true label, as Zoran et al. a
 report it, plus the target hit rate); an eps sweep (always extended with eps 0 and the
 whole-box budget); a steps sweep; and the per-sample worst case over every attack whose budget
 is within the headline eps. Sanity checks (:mod:`attnrobust.attacks.sanity`) run every time.
+
+``attack.suite: standard`` adds AutoAttack-standard (:mod:`attnrobust.attacks.autoattack`:
+APGD-CE, APGD-T, FAB-T, Square) at the headline eps, folded into the per-sample worst case, and
+the black-box check (Square must not beat every white-box attack). ``fast`` is our attacks only.
 """
 from __future__ import annotations
 
@@ -17,9 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attnrobust.attacks.autoattack import run_autoattack, skip_reason
 from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input, whole_box_levels
 from attnrobust.attacks.pgd import fgsm, pgd, random_targets
-from attnrobust.attacks.sanity import run_sanity_checks
+from attnrobust.attacks.sanity import _check, _monotone, run_sanity_checks, square_check
+
+THREAT_MODEL = ("A: L-inf perturbation anywhere in the image; a masked model applies its mask after the "
+                "perturbation (background perturbation wiped)")
+THREAT_MODEL_FG_ONLY = "B: L-inf perturbation restricted to the annotated foreground (background left clean)"
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,16 @@ class AttackConfig:
     steps_sweep: list[int] = field(default_factory=lambda: [1, 5, 10, 20])  # PGD steps at `eps`
     seed: int = 0  # seeds the subset, random starts and random targets
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when present
+    # The S3TA computational race (attacks/race.py): random-targeted PGD at `eps` over glances x steps.
+    race_glances: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # unrolls of models with `glances`
+    race_steps: list[int] = field(default_factory=lambda: [10, 50])  # attack steps; [] = no race
+    race_samples: int = 128  # seeded subset of the attacked samples; 0 = all of them
+    race_step_size: float = 1.0  # levels; step = max(race_step_size, eps / steps) (Xie et al.)
+    attention_examples: int = 8  # samples whose clean/adversarial attention maps are saved
+    suite: Literal["fast", "standard"] = "fast"  # standard = also AutoAttack-standard (image tasks)
+    aa_square_queries: int = 1000  # Square's query budget (AutoAttack-standard: 5000)
+    aa_n_samples: int = 0  # AutoAttack on a seeded subset of the attacked samples; 0 = all of them
+    eot_samples: int = 1  # EOT: forward passes averaged per gradient (randomised models); 1 = off
 
     def __post_init__(self) -> None:
         if self.eps < 0 or any(e < 0 for e in self.eps_sweep):
@@ -42,6 +61,12 @@ class AttackConfig:
             raise ValueError("steps, steps_sweep and restarts must be >= 1")
         if self.step_factor <= 0 or self.batch_size < 1 or self.n_samples < 0:
             raise ValueError("need step_factor > 0, batch_size >= 1, n_samples >= 0")
+        if any(g < 1 for g in self.race_glances) or any(s < 1 for s in self.race_steps):
+            raise ValueError("race_glances and race_steps must be >= 1")
+        if self.race_samples < 0 or self.race_step_size <= 0 or self.attention_examples < 0:
+            raise ValueError("need race_samples >= 0, race_step_size > 0, attention_examples >= 0")
+        if self.aa_square_queries < 1 or self.aa_n_samples < 0 or self.eot_samples < 1:
+            raise ValueError("need aa_square_queries >= 1, aa_n_samples >= 0, eot_samples >= 1")
 
 
 def select_subset(n_total: int, n_samples: int, seed: int) -> np.ndarray:
@@ -52,10 +77,15 @@ def select_subset(n_total: int, n_samples: int, seed: int) -> np.ndarray:
 
 
 class _Runner:
-    """Runs one attack over the subset in batches and returns per-sample correctness."""
+    """Runs one attack over the subset in batches and returns per-sample correctness.
 
-    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, device, domain: Domain):
+    ``perturb_mask`` (broadcastable to ``x``) is where the attacker may perturb; None = anywhere.
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, device, domain: Domain,
+                 perturb_mask: Tensor | None = None):
         self.model, self.x, self.y, self.cfg, self.device = model, x, y, cfg, device
+        self.perturb_mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x.shape)
         self.bounds = input_bounds(domain)
         self.domain = domain
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -63,6 +93,9 @@ class _Runner:
     def batches(self, n: int):
         for start in range(0, n, self.cfg.batch_size):
             yield slice(start, start + self.cfg.batch_size)
+
+    def allowed(self, rows) -> Tensor | None:
+        return None if self.perturb_mask is None else self.perturb_mask[rows].to(self.device)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
@@ -76,7 +109,8 @@ class _Runner:
             xb, yb = self.x[index[s]].to(self.device), self.y[index[s]].to(self.device)
             tb = None if targets is None else targets[s].to(self.device)
             x_adv = pgd(self.model, xb, yb, eps=eps, steps=steps, step_size=self.cfg.step_factor * eps / steps,
-                        targets=tb, restarts=self.cfg.restarts, bounds=self.bounds, generator=self.generator)
+                        targets=tb, restarts=self.cfg.restarts, bounds=self.bounds, generator=self.generator,
+                        perturb_mask=self.allowed(index[s]), eot_samples=self.cfg.eot_samples)
             with torch.no_grad():
                 out.append(self.model(x_adv).argmax(1).cpu())
         return torch.cat(out)
@@ -84,12 +118,21 @@ class _Runner:
     def pgd_correct(self, eps_levels: Tensor, steps: int, index: Tensor) -> Tensor:
         return self.pgd_predict(eps_levels, steps, index) == self.y[index]
 
+    def eps_sweep(self, eps_values: list[int], clean_correct: Tensor) -> Tensor:
+        """(len(eps_values), n) correctness under PGD at each budget; eps 0 is the clean input."""
+        n = len(self.y)
+        attacked = [e for e in eps_values if e > 0]  # all budgets in one stacked batch stream
+        sweep_eps = torch.tensor(attacked, dtype=torch.float32).repeat_interleave(n)
+        sweep = self.pgd_correct(sweep_eps, self.cfg.steps, torch.arange(n).repeat(len(attacked)))
+        return torch.cat([clean_correct[None], sweep.view(len(attacked), n)])
+
     def fgsm_correct(self) -> Tensor:
         eps = levels_to_input(self.cfg.eps, self.domain)
         out = []
         for s in self.batches(len(self.y)):
             xb, yb = self.x[s].to(self.device), self.y[s].to(self.device)
-            x_adv = fgsm(self.model, xb, yb, eps=eps, bounds=self.bounds)
+            x_adv = fgsm(self.model, xb, yb, eps=eps, bounds=self.bounds, perturb_mask=self.allowed(s),
+                         eot_samples=self.cfg.eot_samples)
             with torch.no_grad():
                 out.append((self.model(x_adv).argmax(1) == yb).cpu())
         return torch.cat(out)
@@ -99,12 +142,44 @@ def _acc(correct: Tensor) -> float:
     return float(correct.float().mean()) if len(correct) else float("nan")
 
 
+def per_sample_worst(columns: list[Tensor]) -> Tensor:
+    """Robust under every attack: the per-sample AND (Carlini et al.). Its mean is the robust
+    accuracy; the min over attacks of each attack's accuracy would overstate it."""
+    return torch.stack([c.bool() for c in columns]).all(0)
+
+
+def _autoattack(model, x: Tensor, y: Tensor, cfg: AttackConfig, num_classes: int, device, domain: Domain,
+                perturb_mask: Tensor | None) -> tuple[dict | str, dict[str, Tensor]]:
+    """AutoAttack-standard on ``aa_n_samples`` of the subset: (summary or why skipped, columns of
+    1/0, with -1 for samples outside its subset)."""
+    eps = levels_to_input(cfg.eps, domain)
+    reason = skip_reason(x, y, num_classes=num_classes, eps=eps, perturb_mask=perturb_mask)
+    if reason is None and domain is not Domain.IMAGE:
+        reason = f"skipped: {domain.value} inputs are not images in [0, 1]"
+    if reason is not None:
+        return reason, {}
+    rows = torch.from_numpy(select_subset(len(y), cfg.aa_n_samples, cfg.seed))
+    mask = perturb_mask if perturb_mask is None or perturb_mask.shape[0] == 1 else perturb_mask[rows]
+    summary, cols = run_autoattack(model, x[rows], y[rows], eps=eps, num_classes=num_classes, device=device,
+                                   batch_size=cfg.batch_size, seed=cfg.seed, square_queries=cfg.aa_square_queries,
+                                   eot_samples=cfg.eot_samples, perturb_mask=mask)
+    full = {k: torch.full((len(y),), -1, dtype=torch.long) for k in cols}
+    for k, v in cols.items():
+        full[k][rows] = v.long()
+    return summary, full
+
+
 def run_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *, num_classes: int,
-              device: torch.device, domain: Domain = Domain.IMAGE) -> tuple[dict, dict[str, np.ndarray]]:
-    """Attack ``model`` on (x, y); returns (summary, per-sample columns). ``x`` is already the subset."""
+              device: torch.device, domain: Domain = Domain.IMAGE,
+              perturb_mask: Tensor | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Attack ``model`` on (x, y); returns (summary, per-sample columns). ``x`` is already the subset.
+
+    ``perturb_mask`` (broadcastable to ``x``) keeps input channels that are not pixels, such as
+    a mask channel, out of the attacker's reach; None = every input value may be perturbed.
+    """
     t0 = time.perf_counter()
     model = model.to(device).eval()
-    run = _Runner(model, x, y, cfg, device, domain)
+    run = _Runner(model, x, y, cfg, device, domain, perturb_mask)
     n, everyone = len(y), torch.arange(len(y))
     at_eps = torch.full((n,), float(cfg.eps))
     cols: dict[str, Tensor] = {"label": y.clone(), "clean_correct": run.predict(x) == y}
@@ -115,29 +190,79 @@ def run_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *, num_
     cols["pgd_targeted_correct"] = targeted_pred == y
     cols["target_hit"] = targeted_pred == cols["target"]
     eps_values = sorted(set(cfg.eps_sweep) | {0, cfg.eps, whole_box_levels(domain)})
-    attacked = [e for e in eps_values if e > 0]  # all budgets in one stacked batch stream
-    sweep_eps = torch.tensor(attacked, dtype=torch.float32).repeat_interleave(n)
-    sweep = run.pgd_correct(sweep_eps, cfg.steps, everyone.repeat(len(attacked))).view(len(attacked), n)
-    sweep = torch.cat([cols["clean_correct"][None], sweep])  # eps 0 is the clean input
+    sweep = run.eps_sweep(eps_values, cols["clean_correct"])
     steps_values = sorted(set(cfg.steps_sweep) | {cfg.steps})
     by_steps = torch.stack([run.pgd_correct(at_eps, s, everyone) for s in steps_values])
     within = [cols["clean_correct"], cols["fgsm_correct"], cols["pgd_correct"], cols["pgd_targeted_correct"],
               *by_steps, *[sweep[i] for i, e in enumerate(eps_values) if e <= cfg.eps]]
-    cols["worst_correct"] = torch.stack(within).all(0)
+    aa_summary, aa_cols = _autoattack(model, x, y, cfg, num_classes, device, domain, perturb_mask) \
+        if cfg.suite == "standard" else (None, {})
+    cols.update(aa_cols)
+    aa_within = [aa_cols["autoattack_correct"] != 0] if aa_cols else []  # -1 = outside AutoAttack's subset
+    cols["worst_correct"] = per_sample_worst(within + aa_within)
     curves = {"eps": eps_values, "eps_acc": [_acc(c) for c in sweep],
               "steps": steps_values, "steps_acc": [_acc(c) for c in by_steps]}
     checks = run_sanity_checks(model, x, y, cols, curves, cfg, num_classes=num_classes, device=device,
                                whole_box=whole_box_levels(domain))
+    if aa_cols:
+        white_box = per_sample_worst(within + [aa_cols["fab_t_correct"] != 0])  # cumulative: APGD-CE, APGD-T too
+        checks["square_no_stronger_than_white_box"] = square_check(white_box, aa_cols["square_correct"])
     summary = {
-        "n": n, "eps": cfg.eps, "steps": cfg.steps, "restarts": cfg.restarts,
+        "n": n, "eps": cfg.eps, "steps": cfg.steps, "restarts": cfg.restarts, "threat_model": THREAT_MODEL,
         "clean_acc": _acc(cols["clean_correct"]), "fgsm_acc": _acc(cols["fgsm_correct"]),
         "pgd_acc": _acc(cols["pgd_correct"]), "pgd_targeted_acc": _acc(cols["pgd_targeted_correct"]),
         "targeted_success": _acc(cols["target_hit"]),
         "robust_acc": _acc(cols["worst_correct"]), "curves": curves, "sanity": checks,
         "unreliable": not all(c["passed"] for c in checks.values()),
-        "runtime_s": round(time.perf_counter() - t0, 2),
+        "runtime_s": round(time.perf_counter() - t0, 2), "suite": cfg.suite,
     }
+    if isinstance(aa_summary, dict):
+        summary["autoattack_acc"] = aa_summary["acc"]  # on its own subset: autoattack.n samples
+    if aa_summary is not None:
+        summary["autoattack"] = aa_summary
+    aa_text = f"AA {summary['autoattack_acc']:.3f} " if "autoattack_acc" in summary else ""
     print(f"[attack] n={n} clean {summary['clean_acc']:.3f} fgsm {summary['fgsm_acc']:.3f} "
-          f"pgd {summary['pgd_acc']:.3f} pgd-T {summary['pgd_targeted_acc']:.3f} worst {summary['robust_acc']:.3f}"
+          f"pgd {summary['pgd_acc']:.3f} pgd-T {summary['pgd_targeted_acc']:.3f} {aa_text}"
+          f"worst {summary['robust_acc']:.3f}"
           f"{' UNRELIABLE' if summary['unreliable'] else ''} ({summary['runtime_s']}s)", file=sys.stderr)
     return summary, {k: v.numpy().astype(np.int64) for k, v in cols.items()}
+
+
+def run_foreground_only(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, full: dict,
+                        full_columns: dict[str, np.ndarray], *, perturb_mask: Tensor, device: torch.device,
+                        domain: Domain = Domain.IMAGE) -> tuple[dict, dict[str, np.ndarray]]:
+    """Threat model B of the mask defence: PGD at ``eps`` and the eps sweep, perturbing only where
+    ``perturb_mask`` is 1 (the annotated foreground; broadcastable to ``x``).
+
+    ``full``/``full_columns`` are :func:`run_suite`'s results (threat model A). Returns them
+    extended with ``pgd_acc_fg_only``, ``robust_acc_fg_only`` (worst case over the B attacks
+    within ``eps``), the curve ``eps_acc_fg_only`` and the B per-sample columns. A
+    foreground-only perturbation is also an A perturbation, so the B attacks join A's per-sample
+    worst case (``robust_acc``, ``worst_correct``): A's headline never exceeds B's. (Without this,
+    two random starts of equal strength, as A and B are for an oracle-masked model, differ by a
+    few samples.) The eps curves stay one per threat model, as measured.
+    """
+    t0 = time.perf_counter()
+    model = model.to(device).eval()
+    run = _Runner(model, x, y, cfg, device, domain, perturb_mask)
+    n, eps_values = len(y), full["curves"]["eps"]
+    cols = {"pgd_fg_only_correct": run.pgd_correct(torch.full((n,), float(cfg.eps)), cfg.steps, torch.arange(n))}
+    sweep = run.eps_sweep(eps_values, run.predict(x) == y)
+    within = [cols["pgd_fg_only_correct"], *[sweep[i] for i, e in enumerate(eps_values) if e <= cfg.eps]]
+    cols["worst_fg_only_correct"] = per_sample_worst(within)
+    cols["worst_correct"] = per_sample_worst([torch.from_numpy(full_columns["worst_correct"]),
+                                              cols["worst_fg_only_correct"]])
+    curve = [_acc(c) for c in sweep]
+    tol = max(0.01, 2.0 / max(n, 1))  # as in attacks.sanity
+    checks = {"fg_only_eps_monotone": _check(_monotone(curve, tol), curve,
+                                             f"B: accuracy non-increasing in eps (tol {tol:.3f})")}
+    summary = {**full, "robust_acc": _acc(cols["worst_correct"]), "threat_model_fg_only": THREAT_MODEL_FG_ONLY,
+               "pgd_acc_fg_only": _acc(cols["pgd_fg_only_correct"]),
+               "robust_acc_fg_only": _acc(cols["worst_fg_only_correct"]),
+               "curves": {**full["curves"], "eps_acc_fg_only": curve}, "sanity": {**full["sanity"], **checks},
+               "runtime_fg_only_s": round(time.perf_counter() - t0, 2)}
+    summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
+    print(f"[attack] B (foreground only): pgd {summary['pgd_acc_fg_only']:.3f} "
+          f"worst {summary['robust_acc_fg_only']:.3f}; A worst with B folded in {summary['robust_acc']:.3f} "
+          f"({summary['runtime_fg_only_s']}s)", file=sys.stderr)
+    return summary, {**full_columns, **{k: v.numpy().astype(np.int64) for k, v in cols.items()}}

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from attnrobust.errors import UserError
+from attnrobust.methods.a_art import A_ART
 from attnrobust.methods.base import Method
+from attnrobust.methods.fgmask import FGMASK
 from attnrobust.methods.pgd_at import PGD_AT
 from attnrobust.methods.standard import STANDARD
 
-METHODS: dict[str, Method] = {m.name: m for m in (STANDARD, PGD_AT)}
+METHODS: dict[str, Method] = {m.name: m for m in (STANDARD, PGD_AT, FGMASK, A_ART)}
 
 
 def get_method(name: str) -> Method:

@@ -12,7 +12,14 @@ from pathlib import Path
 from attnrobust.errors import UserError
 from attnrobust.io import read_json
 
-HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "targeted_success", "robust_acc")
+HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "targeted_success", "robust_acc",
+            "clean_gap", "clean_hit1", "clean_map", "fgsm_gap", "pgd_gap", "pgd_hit1", "pgd_map", "robust_gap",
+            "pgd_acc_fg_only", "robust_acc_fg_only",  # *_fg_only: threat model B, foreground-only perturbation
+            "autoattack_acc")  # attack.suite: standard only
+# plot table -> (x key, y key) in a summary's curves; a table holds the summaries that have its y key
+CURVES = {"robustness_vs_eps": ("eps", "eps_acc"), "robustness_vs_steps": ("steps", "steps_acc"),
+          "gap_vs_eps": ("eps", "eps_gap"), "gap_vs_steps": ("steps", "steps_gap"),
+          "robustness_vs_eps_fg_only": ("eps", "eps_acc_fg_only")}
 
 
 def read_summaries(results_dir: Path, experiments: list[str]) -> dict[str, dict]:
@@ -38,7 +45,11 @@ def headline_metrics(summaries: dict[str, dict]) -> dict[str, dict]:
 
 
 def write_curve(path: Path, summaries: dict[str, dict], x_key: str, y_key: str) -> None:
-    """Wide CSV: one row per x value, one column per experiment (blank where not measured)."""
+    """Wide CSV: one row per x value, one column per experiment (blank where not measured).
+
+    Only summaries whose curves have ``y_key`` get a column (video has GAP curves, images accuracy).
+    """
+    summaries = {exp: s for exp, s in summaries.items() if y_key in s["curves"]}
     xs = sorted({x for s in summaries.values() for x in s["curves"][x_key]})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
@@ -50,3 +61,31 @@ def write_curve(path: Path, summaries: dict[str, dict], x_key: str, y_key: str) 
                 lookup = dict(zip(s["curves"][x_key], s["curves"][y_key]))
                 row.append("" if x not in lookup else f"{lookup[x]:.4f}")
             writer.writerow(row)
+
+
+def write_curves(plots_dir: Path, summaries: dict[str, dict]) -> list[Path]:
+    """Every table of ``CURVES`` that at least one summary has data for; returns the files written."""
+    written = []
+    for name, (x_key, y_key) in CURVES.items():
+        if any(y_key in s["curves"] for s in summaries.values()):
+            write_curve(Path(plots_dir) / f"{name}.csv", summaries, x_key, y_key)
+            written.append(Path(plots_dir) / f"{name}.csv")
+    return written
+
+
+def write_race(path: Path, summaries: dict[str, dict]) -> list[Path]:
+    """Long CSV of the S3TA race, ``experiment,glances,steps,acc,worst_acc`` (glances 0 = a model
+    without glances; worst_acc also counts transfer from the trained glances), for a heatmap;
+    returns the file written, none when no summary has a race."""
+    rows = [(exp, g, steps, acc, worst) for exp, s in summaries.items() if "race" in s
+            for g, accs, worsts in zip(s["race"]["glances"], s["race"]["acc"], s["race"]["worst_acc"])
+            for steps, acc, worst in zip(s["race"]["steps"], accs, worsts)]
+    if not rows:
+        return []
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["experiment", "glances", "steps", "acc", "worst_acc"])
+        writer.writerows((exp, g, steps, f"{acc:.4f}", f"{worst:.4f}") for exp, g, steps, acc, worst in rows)
+    return [path]

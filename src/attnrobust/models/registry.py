@@ -8,9 +8,15 @@ from torch import nn
 
 from attnrobust.errors import UserError
 from attnrobust.models.cnn import SmallResNet
+from attnrobust.models.masked import MaskedResNet
+from attnrobust.models.s3ta import S3TA
+from attnrobust.models.video_transformer import VideoTransformer
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": SmallResNet,
+    "masked_cnn": MaskedResNet,  # x = [rgb, mask] (N, 4, H, W); classifies rgb * mask
+    "s3ta": S3TA,
+    "video_transformer": VideoTransformer,
 }
 
 
@@ -24,5 +30,5 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         raise UserError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
     try:
         return MODELS[name](**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UserError(f"model '{name}': bad model_args ({exc})") from exc

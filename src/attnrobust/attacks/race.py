@@ -1,0 +1,171 @@
+"""The S3TA "computational race": robust accuracy over (model glances) × (attack steps).
+
+Zoran et al. report top-1 accuracy on the true label under random-targeted PGD of growing
+strength, for models unrolled for more or fewer attention steps (spec/methods.md §0.1, §1).
+:func:`run_race` measures that grid on a seeded subset (``race_samples``) of the suite's samples:
+
+* glances come from ``attack.race_glances`` for models with a ``glances`` attribute (set at test
+  time, no retraining); a model without one (the ``pgd_at`` baseline) gets one row, glances 0;
+* attack steps come from ``attack.race_steps``; the step size follows Xie et al.,
+  ``max(race_step_size, eps / steps)`` levels, so a longer attack also travels further;
+* one random target per sample, shared by every cell, and random starts seeded per steps value,
+  so cells at the same steps differ only in the model's glances;
+* a transfer check: the examples made against the model as trained are also evaluated at every
+  other glances. A model unrolled longer than in training can hide its gradients (white-box
+  accuracy above the transferred one): ``race_whitebox_beats_transfer`` then fails, and
+  ``worst_acc`` (per sample, the stronger of the two) is the honest figure.
+
+For models with ``forward_with_attention`` it also captures attention maps on a few clean and
+adversarial examples (``attention.npz`` for the report).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
+from attnrobust.attacks.pgd import pgd, random_targets
+from attnrobust.attacks.sanity import _check, _monotone
+
+NO_GLANCES = 0  # the glances value recorded for a model without attention steps
+
+
+@contextlib.contextmanager
+def with_glances(model: nn.Module, glances: int) -> Iterator[nn.Module]:
+    """Unroll ``model`` for ``glances`` attention steps inside the block; its own count is restored."""
+    if glances < 1:
+        raise ValueError(f"glances must be >= 1, not {glances}")
+    trained = model.glances
+    model.glances = glances
+    try:
+        yield model
+    finally:
+        model.glances = trained
+
+
+def race_step_size(eps: float, steps: int, min_step: float) -> float:
+    """Xie et al.'s step size in levels: ``min_step``, raised to ``eps/steps`` for short attacks."""
+    return max(min_step, eps / steps)
+
+
+def targeted_attack(model: nn.Module, x: Tensor, targets: Tensor, y: Tensor, *, eps: float, steps: int,
+                    step_size: float, restarts: int, batch_size: int, device, domain: Domain,
+                    generator: torch.Generator) -> Tensor:
+    """Random-targeted L-inf PGD over ``x`` in batches; budgets in levels. Returns x_adv on the CPU."""
+    unit, out = levels_to_input(1, domain), []
+    for s in range(0, len(x), batch_size):
+        xb, yb, tb = (t[s:s + batch_size].to(device) for t in (x, y, targets))
+        out.append(pgd(model, xb, yb, eps=eps * unit, steps=steps, step_size=step_size * unit, targets=tb,
+                       restarts=restarts, bounds=input_bounds(domain), generator=generator).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: Tensor, batch_size: int, device) -> Tensor:
+    return torch.cat([model(x[s:s + batch_size].to(device)).argmax(1).cpu() for s in range(0, len(x), batch_size)])
+
+
+def _rate(hits: Tensor) -> float:
+    return float(hits.float().mean())
+
+
+def _unroll(model: nn.Module, glances: int):
+    return with_glances(model, glances) if glances != NO_GLANCES else contextlib.nullcontext(model)
+
+
+def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, device,
+              domain: Domain = Domain.IMAGE) -> dict:
+    """Accuracy on the true label for every (glances, steps) cell, white-box and transferred.
+
+    ``cfg`` is the :class:`~attnrobust.attacks.suite.AttackConfig`. ``acc`` is the white-box
+    attack on the model unrolled for that many glances; ``transfer_acc`` evaluates there the
+    examples made against the model as trained (a white-box attack weaker than this transfer is
+    a gradient-masking sign); ``worst_acc`` is the per-sample worst of the two. All are nested
+    lists indexed ``[glances][steps]``, as is ``target_hit`` (white-box).
+    """
+    trained = getattr(model, "glances", NO_GLANCES)
+    glances = list(cfg.race_glances) if hasattr(model, "glances") else [NO_GLANCES]
+    cells: dict[str, list[list[float]]] = {k: [[] for _ in glances] for k in
+                                            ("acc", "transfer_acc", "worst_acc", "target_hit")}
+    for steps in cfg.race_steps:
+        adv = {g: _race_attack(model, g, x, y, targets, cfg, steps, device, domain)
+               for g in {*glances, trained}}
+        for i, g in enumerate(glances):
+            with _unroll(model, g):
+                pred, pred_transfer = (_predict(model, adv[s], cfg.batch_size, device) for s in (g, trained))
+            cells["acc"][i].append(_rate(pred == y))
+            cells["transfer_acc"][i].append(_rate(pred_transfer == y))
+            cells["worst_acc"][i].append(_rate((pred == y) & (pred_transfer == y)))
+            cells["target_hit"][i].append(_rate(pred == targets))
+    return {"glances": glances, "steps": list(cfg.race_steps), "trained_glances": trained, **cells}
+
+
+def _race_attack(model, glances, x, y, targets, cfg, steps, device, domain) -> Tensor:
+    """The race's attack on ``model`` unrolled for ``glances``; the same random starts for every glances."""
+    with _unroll(model, glances):
+        return targeted_attack(model, x, targets, y, eps=cfg.eps, steps=steps,
+                               step_size=race_step_size(cfg.eps, steps, cfg.race_step_size), restarts=cfg.restarts,
+                               batch_size=cfg.batch_size, device=device, domain=domain,
+                               generator=torch.Generator().manual_seed(cfg.seed + steps))
+
+
+def race_sanity(race: dict, n: int) -> dict[str, dict]:
+    """More attack steps never help the defender, and white-box beats transfer from the trained
+    glances, at every glances (tol as in attacks.sanity)."""
+    tol = max(0.01, 2.0 / max(n, 1))
+    pairs = [(a, t) for row_a, row_t in zip(race["acc"], race["transfer_acc"]) for a, t in zip(row_a, row_t)]
+    return {
+        "race_steps_monotone": _check(all(_monotone(row, tol) for row in race["acc"]), race["acc"],
+                                      f"race: accuracy non-increasing in attack steps at every glances (tol {tol:.3f})"),
+        "race_whitebox_beats_transfer": _check(all(a <= t + tol for a, t in pairs), race["transfer_acc"],
+                                               "race: white-box accuracy <= accuracy under examples transferred "
+                                               f"from the trained glances + tol, in every cell (tol {tol:.3f})"),
+    }
+
+
+def attention_examples(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, device,
+                       domain: Domain = Domain.IMAGE) -> dict[str, np.ndarray]:
+    """Attention maps of ``model`` (its own glances) on clean and random-targeted PGD inputs.
+
+    The attack is the race's strongest (``max(race_steps)``). Arrays: ``x_clean``/``x_adv``
+    (k, 3, H, W), ``attention_clean``/``attention_adv`` (k, glances, heads, h, w), ``label``,
+    ``target``, ``pred_clean``, ``pred_adv`` (k,), and ``glances``, ``eps``, ``steps`` (scalars).
+    """
+    steps = max(cfg.race_steps)
+    x_adv = _race_attack(model, model.glances, x, y, targets, cfg, steps, device, domain)
+    model.eval()
+    with torch.no_grad():
+        logits_clean, maps_clean = model.forward_with_attention(x.to(device))
+        logits_adv, maps_adv = model.forward_with_attention(x_adv.to(device))
+    return {"x_clean": x.numpy(), "x_adv": x_adv.numpy(),
+            "attention_clean": maps_clean.cpu().numpy(), "attention_adv": maps_adv.cpu().numpy(),
+            "label": y.numpy(), "target": targets.numpy(),
+            "pred_clean": logits_clean.argmax(1).cpu().numpy(), "pred_adv": logits_adv.argmax(1).cpu().numpy(),
+            "glances": np.array(model.glances), "eps": np.array(cfg.eps), "steps": np.array(steps)}
+
+
+def run_race(model: nn.Module, x: Tensor, y: Tensor, cfg, *, num_classes: int, device,
+             domain: Domain = Domain.IMAGE) -> tuple[dict, dict[str, np.ndarray]]:
+    """The race grid on a seeded subset of ``cfg.race_samples`` of (x, y) and, for attention models,
+    the attention maps of ``cfg.attention_examples`` of them. Returns (race summary, npz arrays or {})."""
+    t0 = time.perf_counter()
+    n = len(y) if cfg.race_samples == 0 else min(cfg.race_samples, len(y))
+    order = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(y))[:n])  # unsorted: any k are random
+    x, y = x[order], y[order]
+    model = model.to(device).eval()
+    targets = random_targets(y, num_classes, torch.Generator().manual_seed(cfg.seed))
+    race = {"n": len(y), "eps": cfg.eps, "restarts": cfg.restarts,
+            "step_size": f"max({cfg.race_step_size}, eps/steps) levels",
+            **race_grid(model, x, y, targets, cfg, device=device, domain=domain)}
+    race["sanity"] = race_sanity(race, len(y))
+    attention = {}
+    if hasattr(model, "forward_with_attention") and cfg.attention_examples:
+        k = cfg.attention_examples
+        attention = attention_examples(model, x[:k], y[:k], targets[:k], cfg, device=device, domain=domain)
+    race["runtime_s"] = round(time.perf_counter() - t0, 2)
+    return race, attention

@@ -1,0 +1,94 @@
+"""S3TA (Zoran et al. 2019): a sequential top-down soft-attention classifier.
+
+A ResNet trunk turns the image into a keys tensor K and a values tensor V, each concatenated
+with a fixed spatial basis S (spec/methods.md §1, Fig. 2). An LSTM runs for ``glances`` steps;
+at each step its state is decoded into ``heads`` queries, each query takes a softmax over all
+positions of ``[K; S]`` (its attention map) and reads the attended ``[V; S]`` (its answer), and
+the answers are the LSTM's input. Class logits are decoded from the LSTM output.
+
+Choices the paper leaves open (``TODO(pdf)`` in the spec), made parameters here:
+
+* ``readout``: ``"last"`` (default) decodes the logits from the last glance only, the literal
+  reading of Fig. 2 ("the LSTM output is decoded into class logits"); ``"mean"`` averages the
+  logits decoded after every glance.
+* ``glances`` is a plain attribute: the trunk, queries and LSTM do not depend on it, so a model
+  trained with 4 glances is evaluated with 1, 2 or 8 by setting ``model.glances``, without
+  retraining (:func:`attnrobust.attacks.race.with_glances`). This is the "computational race" axis.
+* Sizes (trunk ``width``, ``key_dim``, ``value_dim``, ``hidden``, ``heads``, ``basis_size``):
+  small defaults that train on two CPU cores; the paper's model is a ResNet-152.
+* The query network follows the Mott et al. replication (MLP on the LSTM state); queries are not
+  fed back into the LSTM, and the logits are the plain inner product ``<q, [K; S]>`` (no scaling).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from attnrobust.models.cnn import ResNetTrunk
+from attnrobust.models.layers import Normalize
+
+
+def spatial_basis(height: int, width: int, size: int, device=None) -> Tensor:
+    """Fixed basis ``S[u, v, i, j] = cos(pi*u*i/h) * cos(pi*v*j/w)``, ``u, v in 1..size``; (size², h, w)."""
+    freq = torch.arange(1, size + 1, dtype=torch.float32, device=device)  # (U,)
+    rows = torch.cos(math.pi * freq[:, None] * torch.arange(height, device=device)[None, :] / height)  # (U, h)
+    cols = torch.cos(math.pi * freq[:, None] * torch.arange(width, device=device)[None, :] / width)  # (U, w)
+    return (rows[:, None, :, None] * cols[None, :, None, :]).reshape(size * size, height, width)
+
+
+class S3TA(nn.Module):
+    """Normalise → ResNet trunk → keys/values (+ spatial basis) → LSTM with attention glances → logits.
+
+    ``forward`` returns logits (B, num_classes); :meth:`forward_with_attention` also returns the
+    attention maps (B, glances, heads, h, w), each summing to one over (h, w).
+    """
+
+    def __init__(self, num_classes: int, mean: list[float], std: list[float], width: int = 16,
+                 key_dim: int = 16, value_dim: int = 16, hidden: int = 64, heads: int = 2, glances: int = 4,
+                 basis_size: int = 8, readout: Literal["last", "mean"] = "last") -> None:
+        super().__init__()
+        if glances < 1 or heads < 1 or basis_size < 1:
+            raise ValueError("need glances >= 1, heads >= 1, basis_size >= 1")
+        if readout not in ("last", "mean"):
+            raise ValueError(f"readout must be 'last' or 'mean', not {readout!r}")
+        self.glances, self.heads, self.basis_size, self.readout = glances, heads, basis_size, readout
+        self.query_dim = key_dim + basis_size ** 2  # queries live in [K; S] space
+        answer_dim = heads * (value_dim + basis_size ** 2)
+        self.normalize = Normalize(mean, std)
+        self.trunk = ResNetTrunk(width)
+        self.keys = nn.Conv2d(self.trunk.out_channels, key_dim, 1)
+        self.values = nn.Conv2d(self.trunk.out_channels, value_dim, 1)
+        self.query = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                                   nn.Linear(hidden, heads * self.query_dim))
+        self.core = nn.LSTMCell(answer_dim, hidden)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def _keys_values(self, x: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        features = self.trunk(self.normalize(x))  # (B, C, h, w)
+        b, _, h, w = features.shape
+        basis = spatial_basis(h, w, self.basis_size, features.device).expand(b, -1, -1, -1)  # (B, U², h, w)
+        keys = torch.cat([self.keys(features), basis], 1).flatten(2).transpose(1, 2)  # (B, hw, dk + U²)
+        values = torch.cat([self.values(features), basis], 1).flatten(2).transpose(1, 2)  # (B, hw, dv + U²)
+        return keys, values, (h, w)
+
+    def forward_with_attention(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (B, num_classes) and attention maps (B, glances, heads, h, w)."""
+        keys, values, (h, w) = self._keys_values(x)
+        b = keys.shape[0]
+        state = (keys.new_zeros(b, self.core.hidden_size), keys.new_zeros(b, self.core.hidden_size))
+        logits, maps = [], []
+        for _ in range(self.glances):
+            queries = self.query(state[0]).view(b, self.heads, self.query_dim)  # (B, n, dk + U²)
+            attention = torch.softmax(queries @ keys.transpose(1, 2), dim=-1)  # (B, n, hw)
+            answers = (attention @ values).flatten(1)  # (B, n * (dv + U²))
+            state = self.core(answers, state)
+            maps.append(attention.view(b, self.heads, h, w))
+            if self.readout == "mean" or len(maps) == self.glances:
+                logits.append(self.head(state[0]))
+        return torch.stack(logits).mean(0), torch.stack(maps, 1)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, 3, H, W) in [0, 1]
+        return self.forward_with_attention(x)[0]

@@ -1,0 +1,185 @@
+"""S3TA: spatial basis, attention maps, gradient flow, test-time glances, the race grid and claims."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.attacks.race import race_sanity, race_step_size, run_race, with_glances
+from attnrobust.attacks.suite import AttackConfig
+from attnrobust.checkpoint import load_model
+from attnrobust.errors import UserError
+from attnrobust.experiment import parse_experiment
+from attnrobust.metrics.aggregate import write_race
+from attnrobust.metrics.claims_s3ta import s3ta_claims
+from attnrobust.models import build_model
+from attnrobust.models.s3ta import spatial_basis
+from attnrobust.training import TrainConfig, train_experiment
+
+KW = {"num_classes": 5, "mean": [0.5] * 3, "std": [0.25] * 3}
+
+
+def _model(**kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("s3ta", **KW, **{"width": 4, "key_dim": 4, "value_dim": 4, "hidden": 16, **kw}).eval()
+
+
+def _cfg(**kw) -> AttackConfig:
+    return AttackConfig(**{"eps": 8, "steps": 2, "n_samples": 0, "batch_size": 16, "eps_sweep": [8],
+                           "steps_sweep": [1, 2], "race_glances": [1, 3], "race_steps": [1, 3],
+                           "race_samples": 12, "attention_examples": 3, "device": "cpu", **kw})
+
+
+def test_spatial_basis_has_the_stated_shape_and_values():
+    basis = spatial_basis(6, 4, 3)
+    assert basis.shape == (9, 6, 4)  # (U², h, w)
+    for u in range(1, 4):
+        for v in range(1, 4):
+            for i, j in [(0, 0), (1, 2), (5, 3)]:
+                expected = math.cos(math.pi * u * i / 6) * math.cos(math.pi * v * j / 4)
+                assert basis[(u - 1) * 3 + (v - 1), i, j].item() == pytest.approx(expected, abs=1e-6)
+    assert torch.equal(basis[:, 0, 0], torch.ones(9))  # cos(0) * cos(0)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_attention_maps_are_distributions_over_positions(heads):
+    logits, maps = _model(heads=heads, glances=3).forward_with_attention(torch.rand(4, 3, 32, 32))
+    assert logits.shape == (4, 5) and maps.shape == (4, 3, heads, 8, 8)  # (B, glances, heads, H/4, W/4)
+    assert (maps >= 0).all()
+    assert torch.allclose(maps.sum(dim=(-2, -1)), torch.ones(4, 3, heads), atol=1e-5)
+
+
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_gradients_reach_the_input_through_every_glance(readout):
+    model = _model(glances=4, readout=readout)
+    answers = []
+    model.core.register_forward_hook(lambda mod, inp, out: answers.append(inp[0]))
+    x = torch.rand(3, 3, 32, 32, requires_grad=True)
+    logits = model(x)
+    for a in answers:
+        a.retain_grad()
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+    assert len(answers) == 4
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in answers)  # each glance's answer matters
+    assert torch.isfinite(x.grad).all() and (x.grad.abs().flatten(1).sum(1) > 0).all()
+
+
+def test_glances_change_at_test_time_without_retraining():
+    model = _model(glances=4)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, 3, 32, 32)
+    with with_glances(model, 8):
+        logits8, maps8 = model.forward_with_attention(x)
+    assert model.glances == 4  # restored
+    _, maps2 = _model(glances=2).forward_with_attention(x)
+    assert logits8.shape == (2, 5) and maps8.shape[1] == 8
+    assert torch.allclose(maps8[:, :2], maps2, atol=1e-6)  # unrolling is causal: same first glances
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # nothing new to learn
+    with pytest.raises(ValueError):
+        with with_glances(model, 0):
+            pass
+
+
+def test_bad_model_args_are_user_errors():
+    with pytest.raises(UserError, match="bad model_args"):
+        build_model("s3ta", **KW, readout="max")
+    with pytest.raises(UserError, match="bad model_args"):
+        build_model("s3ta", **KW, glances=0)
+
+
+def test_race_step_size_follows_xie_et_al():
+    assert race_step_size(16, 10, 1.0) == pytest.approx(1.6)  # 10 steps: eps / 10
+    assert race_step_size(16, 100, 1.0) == 1.0
+
+
+def test_race_at_zero_budget_is_clean_accuracy_per_glances():
+    model = _model(glances=2)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 3, 32, 32, generator=g), torch.randint(0, 5, (12,), generator=g)
+    race, attention = run_race(model, x, y, _cfg(eps=0), num_classes=5, device="cpu")
+    assert race["glances"] == [1, 3] and race["steps"] == [1, 3] and race["trained_glances"] == 2
+    for g_i, row in zip(race["glances"], race["acc"]):
+        with with_glances(model, g_i), torch.no_grad():
+            clean = float((model(x).argmax(1) == y).float().mean())
+        assert row == [pytest.approx(clean, abs=1e-4)] * 2
+    assert race["transfer_acc"] == race["worst_acc"] == race["acc"]  # eps 0: every attack is the clean input
+    assert model.glances == 2
+    assert attention["attention_clean"].shape == (3, 2, 2, 8, 8)  # (k, trained glances, heads, h, w)
+    assert np.allclose(attention["attention_adv"].sum(axis=(-2, -1)), 1, atol=1e-5)
+    assert np.array_equal(attention["x_adv"], attention["x_clean"])  # eps 0: nothing moves
+
+
+def test_race_of_a_model_without_glances_is_one_row(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    race, attention = run_race(tiny_model, x, y, _cfg(eps=16), num_classes=5, device="cpu")
+    assert race["glances"] == [0] and len(race["acc"]) == 1 and attention == {}
+    assert race["acc"][0][-1] <= race["acc"][0][0] + 2 / 12  # more steps never help (up to 2 samples)
+
+
+def test_race_config_is_validated():
+    with pytest.raises(ValueError, match="race_glances"):
+        _cfg(race_glances=[0, 2])
+    with pytest.raises(ValueError, match="race_step_size"):
+        _cfg(race_step_size=0)
+
+
+def test_white_box_weaker_than_transfer_is_flagged():
+    race = {"acc": [[0.30, 0.25], [0.50, 0.45]], "transfer_acc": [[0.30, 0.25], [0.40, 0.40]]}
+    checks = race_sanity(race, 200)
+    assert checks["race_steps_monotone"]["passed"]
+    assert not checks["race_whitebox_beats_transfer"]["passed"]  # g2: white-box 0.50 vs transfer 0.40
+    race["transfer_acc"][1] = [0.51, 0.50]
+    assert race_sanity(race, 200)["race_whitebox_beats_transfer"]["passed"]
+
+
+def test_race_table_is_long_format(tmp_path):
+    race = {"glances": [1, 2], "steps": [10, 50], "acc": [[0.5, 0.4], [0.6, 0.55]], "worst_acc": [[0.5, 0.4], [0.5, 0.5]]}
+    summaries = {"a": {"race": race}, "b": {"curves": {}}}
+    [path] = write_race(tmp_path / "race.csv", summaries)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "experiment,glances,steps,acc,worst_acc" and lines[1:] == [
+        "a,1,10,0.5000,0.5000", "a,1,50,0.4000,0.4000", "a,2,10,0.6000,0.5000", "a,2,50,0.5500,0.5000"]
+    assert write_race(tmp_path / "none.csv", {"b": summaries["b"]}) == []
+
+
+def _summary(targeted, race_acc, glances, trained, unreliable=False, worst=None):
+    race = {"n": 200, "glances": glances, "steps": [10, 50], "acc": race_acc, "worst_acc": worst or race_acc,
+            "trained_glances": trained}
+    return {"n": 200, "pgd_targeted_acc": targeted, "robust_acc": targeted - 0.1, "unreliable": unreliable,
+            "race": race}
+
+
+def test_s3ta_claims():
+    base = _summary(0.30, [[0.32, 0.28]], [0], 0)
+    good = _summary(0.40, [[0.30, 0.25], [0.38, 0.35], [0.45, 0.40]], [1, 2, 4], 2)
+    gain, race = s3ta_claims({"s": good, "b": base}, "s", "b")
+    assert set(gain) == {"claim", "paper", "ours", "holds"}
+    assert gain["holds"] and race["holds"]
+    assert "+0.100" in gain["ours"] and "g4 0.400" in race["ours"]
+    worse = _summary(0.25, [[0.30, 0.25], [0.20, 0.35]], [1, 2], 2, unreliable=True)
+    gain, race = s3ta_claims({"s": worse, "b": base}, "s", "b")
+    assert not gain["holds"] and not race["holds"] and "UNRELIABLE" in gain["ours"]
+
+
+def test_glances_claim_counts_transfer_attacks():
+    masked = _summary(0.40, [[0.30, 0.25], [0.38, 0.35], [0.60, 0.55]], [1, 2, 8], 2,
+                      worst=[[0.30, 0.25], [0.38, 0.35], [0.33, 0.30]])  # g8 only hides its gradients
+    _, race = s3ta_claims({"s": masked, "b": _summary(0.3, [[0.3, 0.3]], [0], 0)}, "s", "b")
+    assert not race["holds"] and "g8 0.330 (white-box 0.600)" in race["ours"]
+
+
+def test_trained_s3ta_is_evaluated_with_race_and_attention_maps(prepared_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dvclive inspects the git repo around the cwd
+    exp = parse_experiment("s3ta", {"dataset": "gtsrb", "method": "pgd_at", "model": "s3ta", "train_steps": 2,
+                                    "train_target": "random",
+                                    "model_args": {"width": 4, "hidden": 16, "key_dim": 4, "value_dim": 4,
+                                                   "glances": 2}}, "test")
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu", threads=1)
+    train_experiment(exp, cfg, prepared_dir, tmp_path / "m", tmp_path / "live")
+    assert load_model(tmp_path / "m").glances == 2
+    summary = evaluate_checkpoint("s3ta", tmp_path / "m", prepared_dir, tmp_path / "out", _cfg())
+    assert summary["race"]["glances"] == [1, 3] and "race_steps_monotone" in summary["sanity"]
+    with np.load(tmp_path / "out" / "attention.npz") as npz:
+        assert npz["attention_clean"].shape == (3, 2, 2, 4, 4)  # 16 px inputs: 4x4 maps
+        assert int(npz["glances"]) == 2
