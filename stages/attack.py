@@ -24,7 +24,8 @@ def main(
     cfg = load_section(params, "attack", AttackConfig)
     summary = evaluate_checkpoint(experiment, model, prepared, out, cfg)
     flag = " (UNRELIABLE: see sanity)" if summary["unreliable"] else ""
-    typer.echo(f"attack@{experiment}: robust_acc {summary['robust_acc']:.4f} at eps {cfg.eps}{flag}")
+    key = "robust_gap" if "robust_gap" in summary else "robust_acc"  # video: GAP@20
+    typer.echo(f"attack@{experiment}: {key} {summary[key]:.4f} at eps {cfg.eps}{flag}")
 
 
 if __name__ == "__main__":

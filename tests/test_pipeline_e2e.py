@@ -24,8 +24,11 @@ TINY = {
     "features": {"dim": 16, "image_size": 32, "max_frames": 6},
     "masks": {"gtsrb": {"image_size": 16}, "coco": {"image_size": 16}},
     "train": {"epochs": 1, "batch_size": 32},
-    "attack": {"n_samples": 16, "steps": 2, "eps_sweep": [4], "steps_sweep": [1]},
+    "attack": {"n_samples": 16, "steps": 2, "eps_sweep": [4], "steps_sweep": [1], "race_glances": [1, 2],
+               "race_steps": [2], "race_samples": 8},
 }
+TINY_MODEL_ARGS = {"cnn": {"width": 4}, "masked_cnn": {"width": 4}, "s3ta": {"width": 4, "glances": 2},
+                   "video_transformer": {"d_model": 8, "heads": 2, "layers": 1}}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -51,7 +54,8 @@ def tiny_repo(tmp_path_factory):
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for exp in params["experiments"].values():
-        exp["model_args"] = {"width": 4}
+        exp["model_args"] = TINY_MODEL_ARGS[exp["model"]]
+        exp["train"] = {"epochs": 1, "batch_size": 32}
     (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -67,14 +71,20 @@ def test_repro_writes_metrics_for_every_experiment(tiny_repo):
     metrics = json.loads((repo / "metrics" / "robustness.json").read_text())
     experiments = yaml.safe_load((repo / "params.yaml").read_text())["experiments"]
     assert set(metrics) == set(experiments)
-    for row in metrics.values():
-        assert 0 <= row["robust_acc"] <= row["pgd_acc"] <= row["clean_acc"] <= 1
+    for name, row in metrics.items():
+        prefix = "gap" if experiments[name]["dataset"] == "video" else "acc"
+        assert 0 <= row[f"robust_{prefix}"] <= row[f"pgd_{prefix}"] <= 1 and 0 <= row[f"clean_{prefix}"] <= 1
         assert row["eps"] == 8 and isinstance(row["unreliable"], bool)
+    claims = json.loads((repo / "metrics" / "claims.json").read_text())
+    assert {k.split("/")[0] for k in claims} == {"fgmask", "s3ta", "a_art"}
+    assert all(isinstance(c["holds"], bool) and c["paper"] and c["ours"] for c in claims.values())
     curve = (repo / "metrics" / "plots" / "robustness_vs_eps.csv").read_text().splitlines()
-    assert curve[0].split(",") == ["eps", *experiments]
+    assert curve[0].split(",") == ["eps", *[n for n, e in experiments.items() if e["dataset"] != "video"]]
+    assert (repo / "metrics" / "plots" / "gap_vs_eps.csv").is_file() and (repo / "metrics" / "plots" / "race.csv").is_file()
     summary = json.loads((repo / "results" / "attack" / "gtsrb_standard" / "summary.json").read_text())
     assert set(summary["sanity"]) >= {"eps_monotone", "whole_box_zero", "nonzero_gradients"}
     assert (repo / "results" / "attack" / "gtsrb_standard" / "per_sample.csv").read_text().count("\n") == 17
+    assert (repo / "results" / "attack" / "gtsrb_s3ta" / "attention.npz").is_file()
 
 
 def test_noop_repro_and_eps_experiment_rerun_only_attacks(tiny_repo):

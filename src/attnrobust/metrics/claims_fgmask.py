@@ -43,8 +43,8 @@ def mask_gain(summaries: dict[str, dict], dataset: str, masked_at: str, baseline
     paper, needed = PAPER_GAIN[dataset]
     a, b = summaries[masked_at], summaries[baseline_at]
     gain, text = _compare(a, b, THREAT_MODELS[threat], (masked_at, baseline_at))
-    return {"claim": f"{dataset}: foreground mask + PGD-AT gains > {needed:g} points of robust accuracy over "
-                     f"PGD-AT (threat model {threat})",
+    gains = f"gains > {needed:g} points of robust accuracy over" if needed else "is more robust than"
+    return {"claim": f"{dataset}: foreground mask + PGD-AT {gains} PGD-AT at the headline eps (threat model {threat})",
             "paper": paper, "ours": text + _flag(a, b),
             "holds": gain > needed + 100.0 * _tol(min(a["n"], b["n"]))}
 
