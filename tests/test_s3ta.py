@@ -134,7 +134,8 @@ def test_white_box_weaker_than_transfer_is_flagged():
 
 
 def test_race_table_is_long_format(tmp_path):
-    race = {"glances": [1, 2], "steps": [10, 50], "acc": [[0.5, 0.4], [0.6, 0.55]], "worst_acc": [[0.5, 0.4], [0.5, 0.5]]}
+    race = {"glances": [1, 2], "steps": [10, 50], "acc": [[0.5, 0.4], [0.6, 0.55]],
+            "worst_acc": [[0.5, 0.4], [0.5, 0.5]]}
     summaries = {"a": {"race": race}, "b": {"curves": {}}}
     [path] = write_race(tmp_path / "race.csv", summaries)
     lines = path.read_text().splitlines()

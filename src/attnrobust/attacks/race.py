@@ -121,7 +121,8 @@ def race_sanity(race: dict, n: int) -> dict[str, dict]:
     pairs = [(a, t) for row_a, row_t in zip(race["acc"], race["transfer_acc"]) for a, t in zip(row_a, row_t)]
     return {
         "race_steps_monotone": _check(all(_monotone(row, tol) for row in race["acc"]), race["acc"],
-                                      f"race: accuracy non-increasing in attack steps at every glances (tol {tol:.3f})"),
+                                      f"race: accuracy non-increasing in attack steps at every glances "
+                                      f"(tol {tol:.3f})"),
         "race_whitebox_beats_transfer": _check(all(a <= t + tol for a, t in pairs), race["transfer_acc"],
                                                "race: white-box accuracy <= accuracy under examples transferred "
                                                f"from the trained glances + tol, in every cell (tol {tol:.3f})"),
