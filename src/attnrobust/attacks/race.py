@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import pgd, random_targets
-from attnrobust.attacks.sanity import _check, _monotone
+from attnrobust.attacks.sanity import _check, _monotone, tolerance
 
 NO_GLANCES = 0  # the glances value recorded for a model without attention steps
 
@@ -117,7 +117,7 @@ def _race_attack(model, glances, x, y, targets, cfg, steps, device, domain) -> T
 def race_sanity(race: dict, n: int) -> dict[str, dict]:
     """More attack steps never help the defender, and white-box beats transfer from the trained
     glances, at every glances (tol as in attacks.sanity)."""
-    tol = max(0.01, 2.0 / max(n, 1))
+    tol = tolerance(n)
     pairs = [(a, t) for row_a, row_t in zip(race["acc"], race["transfer_acc"]) for a, t in zip(row_a, row_t)]
     return {
         "race_steps_monotone": _check(all(_monotone(row, tol) for row in race["acc"]), race["acc"],

@@ -15,6 +15,11 @@ def _check(passed: bool, value, rule: str) -> dict:
     return {"passed": bool(passed), "value": value, "rule": rule}
 
 
+def tolerance(n: int) -> float:
+    """max(1 pp, 2 samples): what a few random-start flips on ``n`` samples can move a score."""
+    return max(0.01, 2.0 / max(n, 1))
+
+
 def _monotone(values: list[float], tol: float) -> bool:
     return all(b <= a + tol for a, b in zip(values, values[1:]))
 
@@ -69,24 +74,16 @@ def trend_checks(eps_curve: list[float], steps_curve: list[float], fgsm: float, 
 def run_sanity_checks(model, x, y, cols: dict[str, Tensor], curves: dict, cfg, *, num_classes: int, device,
                       whole_box: int) -> dict[str, dict]:
     n = len(y)
-    tol = max(0.01, 2.0 / max(n, 1))
+    tol = tolerance(n)
     acc = {k: float(v.float().mean()) for k, v in cols.items() if k.endswith("_correct")}
-    eps_acc = curves["eps_acc"]
-    steps_acc = curves["steps_acc"]
-    whole = eps_acc[curves["eps"].index(whole_box)]
+    whole = curves["eps_acc"][curves["eps"].index(whole_box)]
     model.eval()
     with torch.enable_grad():
         zero = int((gradient_norms(model, x, y, device, cfg.batch_size) == 0).sum())
-    checks = {
-        "eps_monotone": _check(_monotone(eps_acc, tol), eps_acc, f"accuracy non-increasing in eps (tol {tol:.3f})"),
+    checks = trend_checks(curves["eps_acc"], curves["steps_acc"], acc["fgsm_correct"], acc["pgd_correct"], tol)
+    checks |= {
         "whole_box_zero": _check(whole <= min(0.01, 1.0 / num_classes) + 1.0 / max(n, 1), whole,
                                  "accuracy at the whole-box budget is ~0 (below 1% and below chance)"),
-        "steps_monotone": _check(_monotone(steps_acc, tol), steps_acc,
-                                 f"more PGD steps never help the defender (tol {tol:.3f})"),
-        "converged": _check(len(steps_acc) < 2 or steps_acc[-2] - steps_acc[-1] <= tol,
-                            steps_acc[-2:], f"the last increase of steps drops accuracy by at most {tol:.3f}"),
-        "fgsm_weaker_than_pgd": _check(acc["fgsm_correct"] >= acc["pgd_correct"] - tol,
-                                       [acc["fgsm_correct"], acc["pgd_correct"]], "acc(FGSM) >= acc(PGD) - tol"),
         "targeted_weaker_than_untargeted": _check(
             acc["pgd_targeted_correct"] >= acc["pgd_correct"] - tol,
             [acc["pgd_targeted_correct"], acc["pgd_correct"]], "acc(random-targeted PGD) >= acc(PGD) - tol"),

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from attnrobust.attacks.autoattack import run_autoattack, skip_reason
 from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input, whole_box_levels
 from attnrobust.attacks.pgd import fgsm, pgd, random_targets
-from attnrobust.attacks.sanity import _check, _monotone, run_sanity_checks, square_check
+from attnrobust.attacks.sanity import _check, _monotone, run_sanity_checks, square_check, tolerance
 
 THREAT_MODEL = ("A: L-inf perturbation anywhere in the image; a masked model applies its mask after the "
                 "perturbation (background perturbation wiped)")
@@ -253,7 +253,7 @@ def run_foreground_only(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfi
     cols["worst_correct"] = per_sample_worst([torch.from_numpy(full_columns["worst_correct"]),
                                               cols["worst_fg_only_correct"]])
     curve = [_acc(c) for c in sweep]
-    tol = max(0.01, 2.0 / max(n, 1))  # as in attacks.sanity
+    tol = tolerance(n)
     checks = {"fg_only_eps_monotone": _check(_monotone(curve, tol), curve,
                                              f"B: accuracy non-increasing in eps (tol {tol:.3f})")}
     summary = {**full, "robust_acc": _acc(cols["worst_correct"]), "threat_model_fg_only": THREAT_MODEL_FG_ONLY,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnrobust.attacks.budget import whole_box_levels
-from attnrobust.attacks.sanity import _check, gradient_norms, output_checks, trend_checks
+from attnrobust.attacks.sanity import _check, gradient_norms, output_checks, tolerance, trend_checks
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.metrics.multilabel import gap_at_k, hit_at_1, mean_average_precision
 from attnrobust.tasks import Task
@@ -115,7 +115,7 @@ def _top1_hit(logits: Tensor, y: Tensor) -> Tensor:
 
 def _video_sanity(model, x, y, scores, curves, cfg, device, task, whole_box) -> dict[str, dict]:
     n = len(y)
-    tol = max(0.01, 2.0 / max(n, 1))
+    tol = tolerance(n)
     checks = trend_checks(curves["eps_gap"], curves["steps_gap"], scores["fgsm"]["gap"], scores["pgd"]["gap"],
                           tol, metric="GAP")
     whole, chance = curves["eps_gap"][curves["eps"].index(whole_box)], chance_gap(y, cfg.seed)

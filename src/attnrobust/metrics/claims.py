@@ -14,12 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from attnrobust.attacks.sanity import tolerance  # noqa: F401  (claims and checks share one tolerance)
 from attnrobust.errors import UserError
-
-
-def tolerance(n: int) -> float:
-    """max(1 pp, 2 samples): a few random-start flips on a small subset decide nothing."""
-    return max(0.01, 2.0 / max(n, 1))
 
 
 def unreliable_flag(*summaries: dict) -> str:
