@@ -1,0 +1,136 @@
+"""DVC workflows on two tiny repos built from scratch: determinism, the queue, a remote, profiles.
+
+* two `dvc repro` runs from scratch, in two fresh repos, write byte-identical metrics (CPU);
+* `dvc exp run --queue` + `dvc queue start -j 2` on two eps values gives the same metrics as
+  running the two experiments one after the other (in the other repo);
+* `dvc push` to a local-folder remote, then `dvc pull` into an empty cache and workspace,
+  gives back every output byte for byte;
+* switching the profile re-runs the pipeline with the overlay applied, editing one section of
+  the selected profile re-runs only the stages that read it, editing another profile nothing.
+
+Both repos hold two GTSRB experiments on the tiny profile and the commands target ``metrics``,
+so only its ancestors run (no COCO, no video). ``train.threads: 1``: parallel queue workers do
+not compete for cores.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tiny import commit, make_repo, output_files, ran_stages, run, tool_env
+
+pytestmark = pytest.mark.slow
+EXPERIMENTS = ["gtsrb_standard", "gtsrb_pgd_at"]
+PIPELINE = {"fetch@gtsrb", "masks@gtsrb", *(f"{s}@{e}" for s in ("train", "attack") for e in EXPERIMENTS), "metrics"}
+ATTACKS = {*(f"attack@{e}" for e in EXPERIMENTS), "metrics"}
+METRICS = ("metrics/robustness.json", "metrics/claims.json")
+
+
+def _fresh_repo(root):
+    repo = make_repo(root, experiments=EXPERIMENTS, params={"train": {"threads": 1}})
+    assert ran_stages(run(["dvc", "repro", "metrics"], repo)) == PIPELINE
+    commit(repo, "baseline")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory):
+    top = tmp_path_factory.mktemp("workflows")
+    a, b = _fresh_repo(top / "a"), _fresh_repo(top / "b")
+    yield a, b
+    for repo in (a, b):  # no celery worker outlives the test run
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=tool_env(), capture_output=True, timeout=120)
+
+
+def test_two_runs_from_scratch_give_byte_identical_metrics(repos):
+    a, b = repos
+    for name in METRICS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert output_files(a, ("metrics",)) == output_files(b, ("metrics",))  # the plot tables too
+    assert json.loads((a / METRICS[0]).read_text()).keys() == set(EXPERIMENTS)
+
+
+def test_push_to_a_folder_remote_and_pull_into_an_empty_workspace(repos, tmp_path):
+    a, _ = repos
+    run(["dvc", "remote", "add", "--local", "-d", "store", str(tmp_path / "remote")], a)
+    run(["dvc", "push", "metrics", "--with-deps"], a)  # the stages that ran here (no COCO, no video)
+    outputs = ("data", "models", "results", "dvclive")
+    before = output_files(a, outputs)
+    for name in (".dvc/cache", *outputs):
+        shutil.rmtree(a / name)
+    run(["git", "checkout", "-q", "--", "."], a)  # the .gitignore files DVC wrote there are git's
+    run(["dvc", "pull", "metrics", "--with-deps"], a)
+    assert output_files(a, outputs) == before
+    assert "up to date" in run(["dvc", "status", "metrics", "--with-deps"], a)
+
+
+def _wait_for_queue(repo, deadline_s: float = 1200) -> None:
+    """Poll `dvc queue status` (rows: task, name, created, status) until nothing is queued or running."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        status = run(["dvc", "queue", "status"], repo)
+        rows = [line.split() for line in status.splitlines()[1:] if line.strip()]
+        failed = [row[0] for row in rows if row[-1] == "Failed"]
+        if failed:
+            logs = "\n".join(run(["dvc", "queue", "logs", task], repo)[-2000:] for task in failed)
+            pytest.fail(f"a queued experiment failed:\n{status}\n{logs}")
+        if not any(row[-1] in ("Queued", "Running") for row in rows):
+            return
+        time.sleep(3)
+    pytest.fail(f"the queue did not finish in {deadline_s} s:\n{status}")
+
+
+def _queued_metrics(repo) -> dict[int, bytes]:
+    """eps -> robustness.json of every experiment the queue committed."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).split()
+    out = {}
+    for ref in refs:
+        if ref.count("/") < 4:  # refs/exps/<xx>/<baseline rest>/<name>: experiments, not stashes
+            continue
+        params = yaml.safe_load(run(["git", "show", f"{ref}:params.yaml"], repo))
+        out[params["attack"]["eps"]] = run(["git", "show", f"{ref}:{METRICS[0]}"], repo).encode()
+    return out
+
+
+def test_queue_with_two_workers_matches_running_one_after_the_other(repos):
+    a, b = repos
+    for eps in (2, 4):  # queued runs see only what git tracks: everything is committed (make_repo, baseline)
+        run(["dvc", "exp", "run", "--queue", "metrics", "-S", f"attack.eps={eps}"], b)
+    run(["dvc", "queue", "start", "-j", "2"], b)
+    sequential = {}
+    for eps in (2, 4):
+        ran = ran_stages(run(["dvc", "exp", "run", "metrics", "-S", f"attack.eps={eps}"], a))
+        assert ran == ATTACKS  # eps is an attack setting: no retraining
+        sequential[eps] = (a / METRICS[0]).read_bytes()
+    _wait_for_queue(b)
+    queued = _queued_metrics(b)
+    assert set(queued) == {2, 4}
+    for eps in (2, 4):
+        assert queued[eps] == sequential[eps], f"eps {eps}: queued and sequential metrics differ"
+        assert {row["eps"] for row in json.loads(queued[eps]).values()} == {eps}
+
+
+def test_profiles_re_run_what_they_change(repos):
+    _, b = repos  # its workspace is the baseline: queued runs happen in copies
+    status = ["dvc", "status", "metrics", "--with-deps"]
+    assert "up to date" in run(status, b)
+    full = b / "profiles" / "full.yaml"
+    full.write_text(full.read_text().replace("steps: 20", "steps: 30"))  # a profile that is not selected
+    assert "up to date" in run(status, b)
+    run(["git", "checkout", "-q", "--", "profiles/full.yaml"], b)
+
+    alt = yaml.safe_load((b / "profiles" / "tiny.yaml").read_text())
+    alt["attack"]["n_samples"] = 8
+    (b / "profiles" / "alt.yaml").write_text(yaml.safe_dump(alt, sort_keys=False))
+    commit(b, "alt profile")
+    assert ran_stages(run(["dvc", "exp", "run", "metrics", "-S", "profile=alt"], b)) == PIPELINE
+    assert {row["n"] for row in json.loads((b / METRICS[0]).read_text()).values()} == {8}  # the overlay applied
+
+    out = run(["dvc", "exp", "run", "metrics", "-S", "profiles/alt.yaml:attack.n_samples=6"], b)
+    assert ran_stages(out) == ATTACKS  # one section of the profile: only the stages that read it
+    assert {row["n"] for row in json.loads((b / METRICS[0]).read_text()).values()} == {6}
