@@ -1,0 +1,166 @@
+"""Everything the report reads, loaded once, with absence as a normal state.
+
+The report runs after ``metrics`` on whatever the pipeline produced: an experiment removed from
+params.yaml, a detector stage not built yet, or a results folder from an older run without
+``examples.npz`` leave a hole that the report names (:mod:`attnrobust.report.markdown`), never
+a crash. Only a file that exists but cannot be parsed is an error, naming the file and the fix.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnrobust.errors import UserError
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A wide plot table (``metrics/plots/<name>.csv``): one x column, one column per experiment;
+    NaN where an experiment was not measured at that x."""
+
+    x_name: str
+    x: list[float]
+    series: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What was run, from params.yaml: ``data.source``, ``experiments`` and the shared ``train``."""
+
+    data_source: str = "unknown"
+    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def dataset_of(self, experiment: str) -> str:
+        """The experiment's dataset; the name's prefix when params do not list it (``gtsrb_x`` -> gtsrb)."""
+        spec = self.experiments.get(experiment, {})
+        return str(spec.get("dataset", experiment.split("_")[0]))
+
+
+@dataclass
+class ReportInputs:
+    """The report's inputs; ``None`` or empty where the file was absent."""
+
+    run: RunInfo
+    robustness: dict[str, dict] | None = None  # metrics/robustness.json
+    claims: dict[str, dict] | None = None  # metrics/claims.json
+    curves: dict[str, Curve] = field(default_factory=dict)  # metrics/plots/<name>.csv, by name
+    race: list[dict] | None = None  # metrics/plots/race.csv rows
+    roc: dict[str, tuple[list[float], list[float]]] | None = None  # metrics/plots/roc.csv: curve -> (fpr, tpr)
+    summaries: dict[str, dict] = field(default_factory=dict)  # results/attack/<exp>/summary.json
+    attention: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # results/attack/<exp>/attention.npz
+    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # results/attack/<exp>/examples.npz
+    detect: dict[str, dict] = field(default_factory=dict)  # results/detect/<name>/summary.json
+    missing: list[str] = field(default_factory=list)  # inputs looked for and not found, for the report
+
+    def experiments(self) -> list[str]:
+        """Experiments in params order, then any others that have results."""
+        names = list(self.run.experiments)
+        extra = sorted({*(self.robustness or {}), *self.summaries} - set(names))
+        return [n for n in names if n in (self.robustness or {}) or n in self.summaries] + extra
+
+
+def _bad(path: Path, exc: Exception) -> UserError:
+    return UserError(f"{path}: cannot be read ({exc}); re-run the stage that writes it (`dvc repro`)")
+
+
+def _json(path: Path, missing: list[str]) -> Any:
+    if not path.is_file():
+        missing.append(str(path))
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _bad(path, exc) from exc
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise _bad(path, exc) from exc
+
+
+def _number(value: str) -> float:
+    return float(value) if value not in ("", None) else math.nan
+
+
+def read_curve(path: Path) -> Curve:
+    """A wide CSV as written by :func:`attnrobust.metrics.aggregate.write_curve`."""
+    rows = _rows(path)
+    if not rows:
+        return Curve(path.stem, [], {})
+    x_name, *names = rows[0].keys()
+    try:
+        return Curve(x_name, [_number(r[x_name]) for r in rows], {n: [_number(r[n]) for r in rows] for n in names})
+    except ValueError as exc:
+        raise _bad(path, exc) from exc
+
+
+def read_race(path: Path) -> list[dict]:
+    """``experiment,glances,steps,acc,worst_acc`` rows with numbers parsed."""
+    try:
+        return [{"experiment": r["experiment"], "glances": int(r["glances"]), "steps": int(r["steps"]),
+                 "acc": float(r["acc"]), "worst_acc": float(r.get("worst_acc") or r["acc"])} for r in _rows(path)]
+    except (KeyError, ValueError) as exc:
+        raise _bad(path, exc) from exc
+
+
+def read_roc(path: Path) -> dict[str, tuple[list[float], list[float]]]:
+    """``curve,fpr,tpr`` rows grouped by curve, in file order."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    try:
+        for r in _rows(path):
+            fpr, tpr = out.setdefault(r["curve"], ([], []))
+            fpr.append(float(r["fpr"]))
+            tpr.append(float(r["tpr"]))
+    except (KeyError, ValueError) as exc:
+        raise _bad(path, exc) from exc
+    return out
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise _bad(path, exc) from exc
+
+
+def load_inputs(run: RunInfo, *, metrics: Path, claims: Path, plots: Path, results: Path,
+                detect: Path | None = None) -> ReportInputs:
+    """Read every input that exists; record what was looked for and not found in ``missing``."""
+    inp = ReportInputs(run)
+    inp.robustness = _json(Path(metrics), inp.missing)
+    inp.claims = _json(Path(claims), inp.missing)
+    plots = Path(plots)
+    for path in sorted(plots.glob("*.csv")):
+        if path.stem == "race":
+            inp.race = read_race(path)
+        elif path.stem == "roc":
+            inp.roc = read_roc(path)
+        else:
+            inp.curves[path.stem] = read_curve(path)
+    results = Path(results)
+    for exp in run.experiments or sorted(p.name for p in results.glob("*") if p.is_dir()):
+        folder = results / exp
+        summary = _json(folder / "summary.json", inp.missing)
+        if summary is not None:
+            inp.summaries[exp] = summary
+        for name, store in (("attention.npz", inp.attention), ("examples.npz", inp.examples)):
+            if (folder / name).is_file():
+                store[exp] = read_npz(folder / name)
+    if detect is not None:
+        for folder in sorted(p for p in Path(detect).glob("*") if p.is_dir()):
+            found = _json(folder / "summary.json", inp.missing)
+            if found is not None:
+                inp.detect[folder.name] = found
+    return inp

@@ -1,0 +1,185 @@
+"""The report's text: tables and sections as markdown strings, from loaded inputs.
+
+Every section either shows its data or says in one line which input was absent and what would
+produce it; it never invents a number. Numbers are printed to 3 decimals, as measured.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from attnrobust.metrics.claims import UNRELIABLE_TEXT
+from attnrobust.report.inputs import ReportInputs
+
+PAPERS = {  # claim family -> the paper it checks
+    "s3ta": "Zoran et al. 2019 (S3TA)",
+    "fgmask": "Vaishnavi et al. 2019 (attention masks)",
+    "protoattn": "Nakka & Salzmann 2020 (prototype attention)",
+    "a_art": "Choudhary et al. 2021 (A-ART)",
+    "iqa_kd": "Feng & Cai 2020 (IQA + distillation)",
+}
+# headline columns: (robustness.json key, header); a table shows the columns some row has
+IMAGE_COLUMNS = [("clean_acc", "clean"), ("fgsm_acc", "FGSM"), ("pgd_acc", "PGD"),
+                 ("pgd_targeted_acc", "targeted PGD (true label)"), ("targeted_success", "target hit"),
+                 ("autoattack_acc", "AutoAttack"), ("robust_acc", "robust (worst case)"),
+                 ("pgd_acc_fg_only", "PGD, B"), ("robust_acc_fg_only", "robust, B")]
+DETECT_COLUMNS = ["clean_acc", "clean_accepted_acc", "fgsm_auroc", "pgd_auroc", "pgd_tpr_at_5fpr", "pgd_success",
+                  "pgd_targeted_auroc", "adaptive_auroc", "adaptive_tpr_at_5fpr", "adaptive_success",
+                  "corruption_mean_auroc"]
+VIDEO_COLUMNS = [("clean_gap", "clean GAP"), ("fgsm_gap", "FGSM GAP"), ("pgd_gap", "PGD GAP"),
+                 ("robust_gap", "robust GAP"), ("clean_hit1", "clean Hit@1"), ("pgd_hit1", "PGD Hit@1"),
+                 ("clean_map", "clean mAP"), ("pgd_map", "PGD mAP")]
+
+
+def cell(value: Any) -> str:
+    """A table cell: numbers to 3 decimals, booleans as yes/no, pipes and newlines escaped."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def absent(what: str, path: str, fix: str) -> str:
+    return f"_Not available: {what} (`{path}` not found; {fix})._"
+
+
+def _settings(spec: dict[str, Any]) -> str:
+    shown = {k: v for k, v in spec.items() if k not in ("dataset", "method", "model", "train")}
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
+
+
+def run_section(inp: ReportInputs) -> str:
+    """Data source, the experiments with their method and settings, and the attack settings."""
+    out = ["## What was run", "", f"Data: `data.source: {inp.run.data_source}`. "
+           f"Shared training: {_settings(inp.run.train) if inp.run.train else 'not given'}.", ""]
+    names = inp.experiments()
+    if not names:
+        return "\n".join(out + ["_No experiment has results._", ""])
+    rows = []
+    for name in names:
+        spec = inp.run.experiments.get(name, {})
+        epochs = spec.get("train", {}).get("epochs", inp.run.train.get("epochs", "?"))
+        rows.append([name, spec.get("dataset", inp.run.dataset_of(name)), spec.get("method", "?"),
+                     spec.get("model", "?"), epochs, _settings(spec)])
+    out += [table(["experiment", "dataset", "method", "model", "epochs", "settings"], rows), ""]
+    settings = {}
+    for s in inp.summaries.values():
+        video = "clean_gap" in s
+        unit = "YouTube-8M quantisation levels of the feature range" if video else "8-bit levels of the pixel range"
+        suite = f", suite `{s['suite']}`" if "suite" in s else ""
+        text = (f"eps {s.get('eps')} ({unit}), PGD-{s.get('steps')} with {s.get('restarts')} restart(s), "
+                f"{s.get('n')} test samples{suite}")
+        settings.setdefault("video" if video else "images", set()).add(text)
+    for domain, texts in settings.items():
+        out.append(f"Attack on {domain}: {'; '.join(sorted(texts))}.  ")
+    return "\n".join(out + [""])
+
+
+def claims_section(inp: ReportInputs) -> str:
+    out = ["## Claims", ""]
+    if inp.claims is None:
+        return "\n".join(out + [absent("the claims table", "metrics/claims.json", "run `dvc repro metrics`"), ""])
+    if not inp.claims:
+        return "\n".join(out + ["_No configured claim has all its experiments in this run (params.yaml `claims:`)._",
+                                ""])
+    rows = []
+    for key, c in inp.claims.items():
+        family = key.split("/")[0]
+        unreliable = c.get("unreliable", UNRELIABLE_TEXT in c.get("ours", ""))
+        rows.append([PAPERS.get(family, family), c.get("claim", ""), c.get("paper", ""),
+                     c.get("ours", "").replace(UNRELIABLE_TEXT, ""), "holds" if c.get("holds") else "does not hold",
+                     "UNRELIABLE" if unreliable else "no"])
+    held = sum(bool(c.get("holds")) for c in inp.claims.values())
+    shaky = sum(r[-1] == "UNRELIABLE" for r in rows)
+    out += [f"{held} of {len(rows)} claims hold here; {shaky} rest on an evaluation that failed a sanity check "
+            "(column *unreliable*; see [Sanity-check failures](#sanity-check-failures)). A difference within "
+            "max(1 pp, 2 samples) counts as a tie.", "",
+            table(["paper", "claim", "paper's number", "ours", "direction", "unreliable"], rows), ""]
+    return "\n".join(out)
+
+
+def headline_section(inp: ReportInputs) -> str:
+    out = ["## Headline results", ""]
+    if inp.robustness is None:
+        return "\n".join(out + [absent("headline metrics", "metrics/robustness.json", "run `dvc repro metrics`"), ""])
+    by_dataset: dict[str, list[str]] = {}
+    for name in inp.experiments():
+        if name in inp.robustness:
+            by_dataset.setdefault(inp.run.dataset_of(name), []).append(name)
+    out.append("Accuracy (images) or GAP@20 (video) at `attack.eps`; *robust* is the per-sample worst case over "
+               "every attack within the budget; *B* is threat model B (perturbation restricted to the annotated "
+               "foreground). A flagged row failed a sanity check.")
+    for dataset, names in by_dataset.items():
+        rows_in = [inp.robustness[n] for n in names]
+        video = any("clean_gap" in r for r in rows_in)
+        columns = [(k, h) for k, h in (VIDEO_COLUMNS if video else IMAGE_COLUMNS) if any(k in r for r in rows_in)]
+        rows = [[n, *(float(r[k]) if k in r else "-" for k, _ in columns),
+                 f"UNRELIABLE: {r.get('failed_checks', '?')}" if r.get("unreliable") else ""]
+                for n, r in zip(names, rows_in)]
+        out += ["", f"### {dataset}", "", table(["experiment", *(h for _, h in columns), "flag"], rows)]
+    return "\n".join(out + [""])
+
+
+def _short(value: Any) -> str:
+    """A check's value, compact: floats to 3 decimals, long lists cut."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        items = [_short(v) for v in value[:8]]
+        return "[" + ", ".join(items) + (", ..." if len(value) > 8 else "") + "]"
+    return str(value)
+
+
+def sanity_section(inp: ReportInputs) -> str:
+    out = ["## Sanity-check failures", ""]
+    if not inp.summaries:
+        return "\n".join(out + [absent("per-experiment summaries", "results/attack/<exp>/summary.json",
+                                       "run `dvc repro attack`"), ""])
+    evaluated = {**inp.summaries, **{f"detector {k}": v for k, v in inp.detect.items()}}
+    failures = [(exp, name, check) for exp, s in evaluated.items()
+                for name, check in s.get("sanity", {}).items() if not check.get("passed", True)]
+    if not failures:
+        return "\n".join(out + [f"None: every check passed for all {len(evaluated)} evaluations.", ""])
+    out.append(f"{len(failures)} failed check(s); the results they guard are marked UNRELIABLE above.")
+    out.append("")
+    out += [f"- **{exp}**: `{name}` failed. Rule: {check.get('rule', '?')}. Measured: `{_short(check.get('value'))}`."
+            for exp, name, check in failures]
+    return "\n".join(out + [""])
+
+
+def detect_section(inp: ReportInputs) -> str:
+    """Detectors (results/detect/<name>/summary.json) at the headline eps: one row each, the same
+    numbers as ``metrics/detection.json`` (:func:`attnrobust.metrics.detection.detection_headline`)."""
+    out = ["## Detectors", ""]
+    if not inp.detect:
+        return "\n".join(out + [absent("detector results", "results/detect/<name>/summary.json",
+                                       "no detector experiment in this run"), ""])
+    from attnrobust.metrics.detection import detection_headline
+
+    rows_in = detection_headline(inp.detect)
+    keys = [k for k in DETECT_COLUMNS if any(k in r for r in rows_in.values())]
+    rows = [[name, *(float(r[k]) if isinstance(r.get(k), (int, float)) else "-" for k in keys),
+             "UNRELIABLE" if r.get("unreliable") else ""] for name, r in rows_in.items()]
+    out += ["AUROC and TPR at 5% FPR of flagging attacked inputs (only those that fool the classifier) against "
+            "correctly classified clean ones, at attack.eps; *success* is the share of inputs the attack gets "
+            "misclassified and accepted; *adaptive* attacks classifier and detector together.", "",
+            table(["detector", *keys, "flag"], rows), ""]
+    return "\n".join(out)
+
+
+def figure_block(file: str, title: str, caption: str) -> str:
+    return f"**{title}**: {caption}\n\n![{title}]({file})\n"
+
+
+def missing_section(missing: Sequence[str]) -> str:
+    if not missing:
+        return ""
+    return "\n".join(["## Inputs not found", "", *(f"- `{m}`" for m in missing), ""])
