@@ -4,10 +4,12 @@ from typing import Annotated
 
 import typer
 
+from attnrobust import distributed
 from attnrobust.attacks.evaluate import evaluate_checkpoint
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import load_section
+from attnrobust.runtime import resolve_device
 
 app = make_app()
 
@@ -22,7 +24,15 @@ def main(
 ) -> None:
     """Run FGSM, PGD, random-targeted PGD, eps and steps sweeps and the sanity checks."""
     cfg = load_section(params, "attack", AttackConfig)
-    summary = evaluate_checkpoint(experiment, model, prepared, out, cfg)
+    device = resolve_device(cfg.device)
+    if distributed.needs_launch(cfg.nproc):  # DVC runs this one command; torchrun runs the processes
+        options = ["--experiment", experiment, "--model", model, "--prepared", prepared, "--out", out,
+                   "--params", params]
+        raise typer.Exit(distributed.launch(Path(__file__), options, cfg.nproc, device))
+    with distributed.process_group(device):
+        summary = evaluate_checkpoint(experiment, model, prepared, out, cfg)
+    if not distributed.is_main():
+        return
     flag = " (UNRELIABLE: see sanity)" if summary["unreliable"] else ""
     key = "robust_gap" if "robust_gap" in summary else "robust_acc"  # video: GAP@20
     typer.echo(f"attack@{experiment}: {key} {summary[key]:.4f} at eps {cfg.eps}{flag}")

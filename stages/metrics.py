@@ -8,7 +8,9 @@ from attnrobust.cli import make_app, run_app
 from attnrobust.config import get_key, read_params
 from attnrobust.io import write_json
 from attnrobust.metrics.aggregate import headline_metrics, read_summaries, write_curves, write_race
+from attnrobust.errors import UserError
 from attnrobust.metrics.claims import evaluate_claims
+from attnrobust.metrics.detection import detection_headline, read_detect_summaries, write_roc
 
 app = make_app()
 
@@ -19,22 +21,35 @@ def main(
     out: Annotated[Path, typer.Option(help="Metrics JSON to write.")],
     claims: Annotated[Path, typer.Option(help="Claims JSON to write.")],
     plots: Annotated[Path, typer.Option(help="Dir for plot CSVs.")],
-    params: Annotated[Path, typer.Option(help="Params file (reads `experiments` names and `claims`).")] = Path(
-        "params.yaml"),
+    detect: Annotated[Path, typer.Option(help="Dir holding results/detect/<detector>/ (iqa_kd).")] = Path(
+        "results/detect"),
+    detection: Annotated[Path, typer.Option(help="Detector metrics JSON to write.")] = Path(
+        "metrics/detection.json"),
+    params: Annotated[Path, typer.Option(help="Params file (reads `experiments` and `detectors` names, "
+                                              "and `claims`).")] = Path("params.yaml"),
 ) -> None:
-    """Write `{exp: {metric: value}}`, the robustness curves, the S3TA race table and the claims table."""
+    """Write `{exp: {metric: value}}`, the detectors' table, the robustness and ROC curves, the S3TA
+    race table and the claims table."""
     values = read_params(params)
-    summaries = read_summaries(results, list(get_key(values, "experiments", params)))
+    experiments = list(get_key(values, "experiments", params))
+    detectors = list(values.get("detectors") or {})
+    if clash := sorted(set(experiments) & set(detectors)):
+        raise UserError(f"{params}: {', '.join(clash)} named both as experiment and as detector; rename one")
+    summaries = read_summaries(results, experiments)
+    detected = read_detect_summaries(detect, detectors)
     write_json(out, headline_metrics(summaries))
+    write_json(detection, detection_headline(detected))
     plots.mkdir(parents=True, exist_ok=True)
     for stale in plots.glob("*.csv"):  # rewrite the folder completely
         stale.unlink()
     write_curves(plots, summaries)
     write_race(plots / "race.csv", summaries)
-    table = evaluate_claims(summaries, get_key(values, "claims", params))
+    write_roc(plots / "roc.csv", detect, detectors)
+    table = evaluate_claims({**summaries, **detected}, get_key(values, "claims", params))
     write_json(claims, table)
     held = sum(c["holds"] for c in table.values())
-    typer.echo(f"metrics: {len(summaries)} experiments -> {out}; claims holding {held}/{len(table)} -> {claims}")
+    typer.echo(f"metrics: {len(summaries)} experiments -> {out}, {len(detected)} detectors -> {detection}; "
+               f"claims holding {held}/{len(table)} -> {claims}")
 
 
 if __name__ == "__main__":

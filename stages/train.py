@@ -4,10 +4,12 @@ from typing import Annotated
 
 import typer
 
+from attnrobust import distributed
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import load_section
 from attnrobust.experiment import load_experiment
-from attnrobust.training import TrainConfig, train_experiment
+from attnrobust.runtime import resolve_device
+from attnrobust.training import TrainConfig, experiment_config, train_experiment
 
 app = make_app()
 
@@ -23,8 +25,16 @@ def main(
 ) -> None:
     """Train with `experiments.<experiment>` and the `train` section; write a checkpoint with its config."""
     exp = load_experiment(params, experiment)
-    cfg = load_section(params, "train", TrainConfig)
-    summary = train_experiment(exp, cfg, prepared, out, live, resume_file=resume)
+    cfg = experiment_config(exp, load_section(params, "train", TrainConfig))
+    device = resolve_device(cfg.device)
+    if distributed.needs_launch(cfg.nproc):  # DVC runs this one command; torchrun runs the processes
+        options = ["--experiment", experiment, "--prepared", prepared, "--out", out, "--live", live,
+                   *(["--resume", resume] if resume is not None else []), "--params", params]
+        raise typer.Exit(distributed.launch(Path(__file__), options, cfg.nproc, device))
+    with distributed.process_group(device):
+        summary = train_experiment(exp, cfg, prepared, out, live, resume_file=resume)
+    if not distributed.is_main():
+        return
     if resume is not None:
         resume.unlink(missing_ok=True)  # finished: the checkpoint in `out` is the result
     typer.echo(f"train@{experiment}: {summary}")

@@ -25,8 +25,9 @@ def stages():
     with Repo(str(ROOT)) as repo:
         out = {}
         for stage in repo.index.stages:
-            params = [p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params]
-            out[stage.addressing] = {"params": params, "outs": [str(o.def_path) for o in stage.outs],
+            by_file = {str(d.def_path): list(d.params) for d in stage.deps if isinstance(d, ParamsDependency)}
+            out[stage.addressing] = {"params": by_file.pop("params.yaml", []), "profile": by_file,
+                                     "outs": [str(o.def_path) for o in stage.outs],
                                      "cache": [o.use_cache for o in stage.outs]}
         return out
 
@@ -48,17 +49,32 @@ def test_every_listed_param_exists(stages):
 def test_params_are_scoped(stages):
     experiments = yaml.safe_load(PARAMS.read_text())["experiments"]
     for exp in experiments:
-        assert sorted(stages[f"train@{exp}"]["params"]) == sorted([f"experiments.{exp}", "train"])
-        assert stages[f"attack@{exp}"]["params"] == ["attack"]
+        assert sorted(stages[f"train@{exp}"]["params"]) == sorted(["profile", f"experiments.{exp}", "train"])
+        assert stages[f"attack@{exp}"]["params"] == ["profile", "attack"]
     for name, stage in stages.items():
         assert not name.startswith(("fetch", "masks", "train")) or "attack" not in stage["params"]
         assert "params.yaml" not in stage["params"]
 
 
+# stage -> the sections of the selected profile it reads (the profile overlays params.yaml)
+PROFILE_SECTIONS = {"fetch": ["data"], "masks": ["masks"], "features": ["features", "data"],
+                    "train": ["experiments", "train"], "attack": ["attack"], "detector": ["detectors", "train"],
+                    "detect": ["detectors", "attack"], "metrics": ["experiments", "detectors", "claims"],
+                    "report": ["data", "experiments", "train"]}
+
+
+def test_every_stage_tracks_the_selected_profile(stages):
+    """`dvc exp run -S profile=full` re-runs everything; an edit of one profile section re-runs only its readers."""
+    profile = yaml.safe_load(PARAMS.read_text())["profile"]
+    for name, stage in stages.items():
+        assert "profile" in stage["params"], name
+        assert stage["profile"] == {f"profiles/{profile}.yaml": PROFILE_SECTIONS[name.split("@")[0]]}, name
+
+
 def test_only_cheap_outputs_skip_the_cache(stages):
     for name, stage in stages.items():
         if not all(stage["cache"]):
-            assert name == "metrics", f"{name}: cache: false outputs cost the run-cache"
+            assert name in ("metrics", "report"), f"{name}: cache: false outputs cost the run-cache"
 
 
 def test_every_section_parses_strictly():

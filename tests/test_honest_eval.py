@@ -276,3 +276,12 @@ def test_new_attack_params_are_validated():
     with pytest.raises(ValueError):
         config(aa_square_queries=0)
     assert config().suite == "fast"
+
+
+def test_tolerance_admits_exactly_two_samples_despite_float_rounding():
+    from attnrobust.attacks.sanity import tolerance, trend_checks
+
+    # 60/200 - 58/200 is 0.0100000x in float32: a 2-sample change must not fail `converged`
+    hi, lo = float(torch.tensor(60 / 200)), float(torch.tensor(58 / 200))
+    assert trend_checks([0.5, 0.4], [hi, hi, lo], 0.5, 0.3, tolerance(200))["converged"]["passed"]
+    assert not trend_checks([0.5, 0.4], [hi, hi, lo - 0.005], 0.5, 0.3, tolerance(200))["converged"]["passed"]

@@ -86,6 +86,55 @@ def test_bad_model_args_are_user_errors():
         build_model("s3ta", **KW, readout="max")
     with pytest.raises(UserError, match="bad model_args"):
         build_model("s3ta", **KW, glances=0)
+    with pytest.raises(UserError, match="bad model_args"):
+        build_model("s3ta", **KW, temperature="cosine")
+    with pytest.raises(UserError, match="bad model_args"):
+        build_model("s3ta", **KW, initial_state="image")
+
+
+def test_values_read_every_trunk_channel_by_default():
+    model = build_model("s3ta", **KW, width=4, heads=3)
+    assert model.values.out_channels == model.trunk.out_channels == 16  # no 4w -> 16 bottleneck
+    assert model.core.input_size == 3 * (16 + 64)  # heads * (values + basis)
+    assert build_model("s3ta", **KW, width=4, value_dim=8).values.out_channels == 8
+
+
+def test_temperature_scales_the_attention_logits():
+    x = torch.rand(3, 3, 32, 32)
+    plain, scaled = _model(temperature="none"), _model(temperature="sqrt")
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in scaled.state_dict().items()}
+    maps_plain = plain.forward_with_attention(x)[1][:, 0]  # glance 1: same (constant) queries in both models
+    maps_scaled = scaled.forward_with_attention(x)[1][:, 0]
+    expected = torch.softmax(maps_plain.flatten(2).log() / math.sqrt(plain.query_dim), dim=-1)  # shift-invariant
+    assert torch.allclose(maps_scaled.flatten(2), expected, atol=1e-5)
+    learned = _model(temperature="learned")
+    assert torch.allclose(learned.log_scale.exp(), torch.full((2, 1), 1 / math.sqrt(learned.query_dim)))
+    torch.nn.functional.cross_entropy(learned(x), torch.tensor([0, 1, 2])).backward()
+    assert learned.log_scale.grad is not None and learned.log_scale.grad.abs().sum() > 0
+
+
+def test_initial_state_zeros_or_learned():
+    x = torch.rand(2, 3, 32, 32)
+    assert "initial" not in _model().state_dict()  # zeros: a buffer, not saved, as before the option existed
+    learned = _model(initial_state="learned")
+    assert torch.allclose(learned(x), _model()(x), atol=1e-6)  # learned h0, c0 start at zero
+    torch.nn.functional.cross_entropy(learned(x), torch.tensor([0, 1])).backward()
+    assert learned.initial.grad is not None and learned.initial.grad.abs().sum() > 0
+
+
+def test_attention_depends_on_the_image_through_the_keys():
+    x = torch.rand(6, 3, 32, 32)
+    model = _model(glances=3)
+    with torch.no_grad():
+        maps = model.forward_with_attention(x)[1].flatten(3)  # (B, glances, heads, hw)
+        tv = 0.5 * (maps[:, None] - maps[None]).abs().sum(-1)  # (B, B, glances, heads)
+        off_diagonal = ~torch.eye(6, dtype=torch.bool)
+        assert (tv[off_diagonal] > 1e-4).all()  # every glance and head: different images, different maps
+        assert torch.allclose(model.forward_with_attention(x.flip(0))[1].flatten(3), maps.flip(0), atol=1e-6)
+        model.keys.weight.zero_()
+        model.keys.bias.zero_()  # keys = the spatial basis only
+        first = model.forward_with_attention(x)[1][:, 0]
+    assert torch.allclose(first, first[:1].expand_as(first), atol=1e-6)  # constant first query: a fixed map
 
 
 def test_race_step_size_follows_xie_et_al():

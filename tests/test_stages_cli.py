@@ -23,12 +23,13 @@ BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
 @pytest.fixture
 def params(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive inspects the repo around the cwd
-    p = dict(BASE)
+    p = {k: v for k, v in BASE.items() if k != "profile"}  # no profiles/ here: the params as they are
     p["data"] = {**BASE["data"], "gtsrb": {"train_per_class": 2, "test_per_class": 1, "min_size": 20, "max_size": 28}}
     p["masks"] = {**BASE["masks"], "gtsrb": {"image_size": 16, "shard_size": 64}}
     p["train"] = {**BASE["train"], "epochs": 1, "batch_size": 32, "device": "cpu"}
     p["attack"] = {**BASE["attack"], "n_samples": 8, "steps": 2, "eps_sweep": [4], "steps_sweep": [1]}
     p["experiments"] = {"tiny": {"dataset": "gtsrb", "method": "standard", "model": "cnn", "model_args": {"width": 4}}}
+    p["detectors"] = {}  # tests/test_iqa_kd.py runs the detector stages
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(p))
     return path

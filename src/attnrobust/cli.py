@@ -13,9 +13,21 @@ def make_app() -> typer.Typer:
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run a stage app; a :class:`UserError` prints ``error: <message>`` and exits with status 2."""
+    """Run a stage app; a :class:`UserError` prints ``error: <message>`` and exits with status 2.
+
+    In a process of a multi-process launch the launcher prints it instead, once for all processes.
+    """
     try:
         app()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from attnrobust.distributed import record_user_error  # here: stages without torch stay light
+
+        if not record_user_error(str(exc)):
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception:
+        from attnrobust.distributed import peer_stopped_on_user_error
+
+        if peer_stopped_on_user_error():  # this process only lost that peer; the launcher prints its error
+            sys.exit(1)
+        raise

@@ -3,10 +3,17 @@
 The library never reads ``params.yaml`` itself; stage scripts call :func:`load_section`
 and pass the resulting dataclass down. Unknown and missing keys fail before any work
 starts, naming the key and the file.
+
+**Profiles.** ``profile: <name>`` in the params file selects ``profiles/<name>.yaml`` next to
+it, an overlay deep-merged over the params (:func:`apply_profile`) by :func:`read_params`, so
+every stage sees the same resolved values and one key switches the whole pipeline between the
+embedded default and paper-like sizes. dvc.yaml tracks each stage's sections of the overlay
+(``profiles/${profile}.yaml: [attack]``), so DVC re-runs exactly what a profile changes.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -20,10 +27,15 @@ T = TypeVar("T")
 
 
 def read_params(path: Path) -> dict[str, Any]:
-    """Parse a params YAML file into a dict, with a clear error if it is missing or malformed."""
+    """Parse a params YAML file into a dict, with its profile overlay applied (:func:`apply_profile`);
+    a clear error if either file is missing or malformed."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found (run from the repository root or pass --params)")
+    return apply_profile(_read_mapping(path), path)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -31,6 +43,67 @@ def read_params(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     return data
+
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a file name in profiles/, never a path
+
+
+def apply_profile(params: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``params`` with ``profiles/<params["profile"]>.yaml`` (next to ``path``) deep-merged over it.
+
+    Mappings merge key by key; any other value (lists included) replaces the one beneath. Without
+    a ``profile`` key the params are returned as they are. The overlay must name every section
+    of the params file (``{}`` where it changes nothing), because dvc.yaml tracks each stage's
+    sections of the overlay and DVC refuses a missing one. It may change experiments but not add
+    or remove them or change their dataset: dvc.yaml expands ``train@``/``attack@`` from
+    params.yaml's ``experiments`` and wires each to its dataset's prepared data.
+    """
+    name = params.get("profile")
+    if name is None:
+        return params
+    if not isinstance(name, str) or not PROFILE_NAME.fullmatch(name):
+        raise UserError(f"{path}: profile: {name!r} is not a profile name (a file in profiles/, without .yaml)")
+    overlay_path = Path(path).parent / "profiles" / f"{name}.yaml"
+    if not overlay_path.is_file():
+        known = sorted(p.stem for p in overlay_path.parent.glob("*.yaml"))
+        raise UserError(f"{path}: profile: no file {overlay_path} (available: {', '.join(known) or 'none'}); "
+                        "fix the name or add the overlay")
+    overlay = _read_mapping(overlay_path)
+    _check_overlay(params, overlay, overlay_path)
+    return deep_merge(params, overlay)
+
+
+def _check_overlay(params: dict[str, Any], overlay: dict[str, Any], where: Path) -> None:
+    sections = set(params) - {"profile"}
+    if "profile" in overlay:
+        raise UserError(f"{where}: a profile cannot select another profile; remove its `profile` key")
+    if unknown := sorted(set(overlay) - sections):
+        raise UserError(f"{where}: unknown section(s) {', '.join(unknown)} "
+                        f"(params sections: {', '.join(sorted(sections))})")
+    if missing := sorted(sections - set(overlay)):
+        raise UserError(f"{where}: missing section(s) {', '.join(missing)}; a profile names every section of the "
+                        "params file, `{}` where it changes nothing (dvc.yaml tracks them per stage)")
+    experiments = overlay["experiments"]
+    if not isinstance(experiments, dict):
+        raise UserError(f"{where}: experiments: expected a mapping of experiment -> overrides")
+    if added := sorted(set(experiments) - set(params.get("experiments") or {})):
+        raise UserError(f"{where}: experiments: {', '.join(added)} not in params.yaml; a profile changes "
+                        "experiments but cannot add or remove them (add it to params.yaml)")
+    for exp, values in experiments.items():
+        if not isinstance(values, dict):
+            raise UserError(f"{where}: experiments.{exp}: expected a mapping of overrides")
+        if "dataset" in values and values["dataset"] != params["experiments"][exp].get("dataset"):
+            raise UserError(f"{where}: experiments.{exp}.dataset: a profile cannot change an experiment's dataset "
+                            "(dvc.yaml wires it to its data); add a new experiment to params.yaml instead")
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``base`` with ``over`` merged in, recursively for mappings on both sides."""
+    merged = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = deep_merge(base[key], value) if both else value
+    return merged
 
 
 def get_key(params: dict[str, Any], dotted: str, source: Path | str) -> Any:

@@ -152,8 +152,9 @@ def run_autoattack(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, num_cl
     cols: dict[str, Tensor] = {}
     acc_after, runtime, broken, rejected = {}, {}, {}, 0
     with eval_no_param_grad(model), torch.no_grad(), _own_rng(device):
-        robust = torch.cat([model(x[s:s + batch_size].to(device)).argmax(1).cpu()
-                            for s in range(0, len(y), batch_size)]) == y
+        robust = torch.cat([torch.zeros(0, dtype=torch.long),  # an empty share of several processes
+                            *(model(x[s:s + batch_size].to(device)).argmax(1).cpu()
+                              for s in range(0, len(y), batch_size))]) == y
         acc_after["clean"] = float(robust.float().mean())
         for name in ATTACKS:
             t_attack, before = time.perf_counter(), robust
@@ -175,3 +176,20 @@ def run_autoattack(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, num_cl
         "runtime_s": runtime,
     }
     return summary, cols
+
+
+def combine_shares(parts: list[dict]) -> dict:
+    """One summary for AutoAttack run by several processes, each on its share of the samples
+    (:func:`run_autoattack`'s summaries in rank order): counts add up, accuracies are over all
+    samples, times are the slowest process's."""
+    ran = [p for p in parts if p["n"]]
+    if not ran:
+        return parts[0]
+    n = sum(p["n"] for p in ran)
+    first = ran[0]
+    acc_after = {k: sum(round(p["acc_after"][k] * p["n"]) for p in ran) / n for k in first["acc_after"]}
+    return {**first, "n": n, "acc": acc_after["square"], "acc_after": acc_after,
+            "broken_by": {k: sum(p["broken_by"][k] for p in ran) for k in first["broken_by"]},
+            "rejected_outside_budget": sum(p["rejected_outside_budget"] for p in ran),
+            "runtime_s": {k: max(p["runtime_s"][k] for p in ran) for k in first["runtime_s"]},
+            "processes": len(parts)}

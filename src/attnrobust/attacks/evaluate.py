@@ -7,15 +7,18 @@ from pathlib import Path
 
 import torch
 
+from attnrobust import distributed
 from attnrobust.attacks.autoattack import MULTILABEL
 from attnrobust.attacks.budget import Domain
+from attnrobust.attacks.examples import adversarial_examples
+from attnrobust.attacks.heads import run_head_attacks
 from attnrobust.attacks.race import run_race
 from attnrobust.attacks.suite import AttackConfig, run_foreground_only, run_suite, select_subset
 from attnrobust.attacks.video_suite import run_video_suite
 from attnrobust.checkpoint import model_from_checkpoint, read_checkpoint
 from attnrobust.errors import UserError
 from attnrobust.io import replace_dir, save_npz, write_json
-from attnrobust.runtime import resolve_device
+from attnrobust.runtime import autocast_forward, resolve_device
 from attnrobust.tasks import TASKS, TASKS_BY_NAME
 
 
@@ -53,10 +56,13 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
                         f"not '{experiment}'; re-run `dvc repro train@{experiment}`")
     meta = ckpt["meta"]
     task = TASKS_BY_NAME[meta["task"]] if "task" in meta else TASKS[meta["dataset"]]
-    model = model_from_checkpoint(ckpt)
+    model = autocast_forward(model_from_checkpoint(ckpt), resolve_device(cfg.device), cfg.precision)  # fp32 out
     torch.manual_seed(cfg.seed)
     test = task.load(prepared_dir, "test")
     index = select_subset(len(test), cfg.n_samples, cfg.seed)
+    if len(index) < distributed.world_size():  # every process attacks a share of the samples
+        raise UserError(f"attack: {distributed.world_size()} processes for {len(index)} samples; "
+                        f"use at most as many processes (nproc) as attacked samples (n_samples)")
     summary, columns = SUITES[task.name](model, test.x[index], test.y[index], cfg,
                                          num_classes=ckpt["model"]["kwargs"]["num_classes"],
                                          device=resolve_device(cfg.device), task=task)
@@ -66,6 +72,9 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
             model, x, test.y[index], cfg, summary, columns,
             perturb_mask=task.foreground_perturb_mask(x, test.mask[index]), device=resolve_device(cfg.device),
             domain=task.domain)
+        summary, columns = run_head_attacks(  # Nakka & Salzmann's attacks on every head (attacks/heads.py)
+            model, x, test.y[index], cfg, summary, columns, device=resolve_device(cfg.device), domain=task.domain,
+            perturb_mask=task.perturb_mask(x))
     attention = {}
     if task.name == "image" and cfg.race_steps:  # the S3TA race; glances vary for models that have them
         summary["race"], attention = run_race(model, test.x[index], test.y[index], cfg,
@@ -76,9 +85,19 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
     if cfg.suite == "standard" and task.multilabel:  # AutoAttack is a single-label classification attack
         summary.setdefault("autoattack", MULTILABEL)
     summary["experiment"] = experiment
+    if not distributed.is_main():  # the others took their share of every attack above; one process writes
+        return summary
+    examples = {}
+    if task.domain is Domain.IMAGE:  # a few clean / adversarial / targeted inputs for the report's figures
+        examples = adversarial_examples(model, test.x[index], test.y[index], cfg,
+                                        num_classes=ckpt["model"]["kwargs"]["num_classes"],
+                                        device=resolve_device(cfg.device), domain=task.domain,
+                                        perturb_mask=task.perturb_mask(test.x[index]), classes=test.classes)
     with replace_dir(out_dir) as staging:
         write_json(staging / "summary.json", summary)
         if attention:
             save_npz(staging / "attention.npz", **attention)
+        if examples:
+            save_npz(staging / "examples.npz", **examples)
         write_per_sample(staging / "per_sample.csv", [test.ids[i] if test.ids else str(i) for i in index], columns)
     return summary

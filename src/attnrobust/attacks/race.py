@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attnrobust import distributed
 from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import pgd, random_targets
 from attnrobust.attacks.sanity import _check, _monotone, tolerance
+from attnrobust.runtime import progress
 
 NO_GLANCES = 0  # the glances value recorded for a model without attention steps
 
@@ -56,13 +58,18 @@ def race_step_size(eps: float, steps: int, min_step: float) -> float:
 def targeted_attack(model: nn.Module, x: Tensor, targets: Tensor, y: Tensor, *, eps: float, steps: int,
                     step_size: float, restarts: int, batch_size: int, device, domain: Domain,
                     generator: torch.Generator) -> Tensor:
-    """Random-targeted L-inf PGD over ``x`` in batches; budgets in levels. Returns x_adv on the CPU."""
-    unit, out = levels_to_input(1, domain), []
+    """Random-targeted L-inf PGD over ``x`` in batches; budgets in levels. Returns x_adv on the CPU.
+
+    Several processes each attack a contiguous share of ``x`` and every process gets all of x_adv back.
+    """
+    mine = distributed.shard(len(x))
+    x, y, targets = x[mine], y[mine], targets[mine]
+    unit, out = levels_to_input(1, domain), [x[:0]]  # x[:0]: an empty share still concatenates
     for s in range(0, len(x), batch_size):
         xb, yb, tb = (t[s:s + batch_size].to(device) for t in (x, y, targets))
         out.append(pgd(model, xb, yb, eps=eps * unit, steps=steps, step_size=step_size * unit, targets=tb,
                        restarts=restarts, bounds=input_bounds(domain), generator=generator).cpu())
-    return torch.cat(out)
+    return distributed.gather_rows(torch.cat(out))
 
 
 @torch.no_grad()
@@ -92,7 +99,7 @@ def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, d
     glances = list(cfg.race_glances) if hasattr(model, "glances") else [NO_GLANCES]
     cells: dict[str, list[list[float]]] = {k: [[] for _ in glances] for k in
                                             ("acc", "transfer_acc", "worst_acc", "target_hit")}
-    for steps in cfg.race_steps:
+    for steps in progress(cfg.race_steps, desc="race", unit="attack steps"):
         adv = {g: _race_attack(model, g, x, y, targets, cfg, steps, device, domain)
                for g in {*glances, trained}}
         for i, g in enumerate(glances):
@@ -111,7 +118,7 @@ def _race_attack(model, glances, x, y, targets, cfg, steps, device, domain) -> T
         return targeted_attack(model, x, targets, y, eps=cfg.eps, steps=steps,
                                step_size=race_step_size(cfg.eps, steps, cfg.race_step_size), restarts=cfg.restarts,
                                batch_size=cfg.batch_size, device=device, domain=domain,
-                               generator=torch.Generator().manual_seed(cfg.seed + steps))
+                               generator=torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + steps)))
 
 
 def race_sanity(race: dict, n: int) -> dict[str, dict]:

@@ -21,10 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attnrobust.attacks.autoattack import run_autoattack, skip_reason
+from attnrobust import distributed
+from attnrobust.attacks.autoattack import combine_shares, run_autoattack, skip_reason
 from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input, whole_box_levels
 from attnrobust.attacks.pgd import fgsm, pgd, random_targets
 from attnrobust.attacks.sanity import _check, _monotone, run_sanity_checks, square_check, tolerance
+from attnrobust.runtime import progress
 
 THREAT_MODEL = ("A: L-inf perturbation anywhere in the image; a masked model applies its mask after the "
                 "perturbation (background perturbation wiped)")
@@ -43,16 +45,21 @@ class AttackConfig:
     steps_sweep: list[int] = field(default_factory=lambda: [1, 5, 10, 20])  # PGD steps at `eps`
     seed: int = 0  # seeds the subset, random starts and random targets
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when present
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # model forward passes: auto = bf16 autocast on CUDA, else fp32
     # The S3TA computational race (attacks/race.py): random-targeted PGD at `eps` over glances x steps.
     race_glances: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # unrolls of models with `glances`
     race_steps: list[int] = field(default_factory=lambda: [10, 50])  # attack steps; [] = no race
     race_samples: int = 128  # seeded subset of the attacked samples; 0 = all of them
     race_step_size: float = 1.0  # levels; step = max(race_step_size, eps / steps) (Xie et al.)
-    attention_examples: int = 8  # samples whose clean/adversarial attention maps are saved
+    attention_examples: int = 8  # samples kept as pictures: attention.npz (race), examples.npz (image tasks)
     suite: Literal["fast", "standard"] = "fast"  # standard = also AutoAttack-standard (image tasks)
     aa_square_queries: int = 1000  # Square's query budget (AutoAttack-standard: 5000)
     aa_n_samples: int = 0  # AutoAttack on a seeded subset of the attacked samples; 0 = all of them
     eot_samples: int = 1  # EOT: forward passes averaged per gradient (randomised models); 1 = off
+    # Nakka & Salzmann's table (attacks/heads.py): FGSM, BIM, PGD, MIM on every head of image models
+    head_eps: list[int] = field(default_factory=lambda: [2, 8])  # levels; [] = off
+    head_steps: int = 10  # steps of BIM, PGD and MIM
+    nproc: int = 1  # processes (GPUs) per machine; > 1 = under torchrun, each attacks a share of the samples
 
     def __post_init__(self) -> None:
         if self.eps < 0 or any(e < 0 for e in self.eps_sweep):
@@ -67,6 +74,10 @@ class AttackConfig:
             raise ValueError("need race_samples >= 0, race_step_size > 0, attention_examples >= 0")
         if self.aa_square_queries < 1 or self.aa_n_samples < 0 or self.eot_samples < 1:
             raise ValueError("need aa_square_queries >= 1, aa_n_samples >= 0, eot_samples >= 1")
+        if any(e < 1 for e in self.head_eps) or self.head_steps < 1:
+            raise ValueError("need head_eps >= 1 (levels) and head_steps >= 1")
+        if self.nproc < 1:
+            raise ValueError("need nproc >= 1")
 
 
 def select_subset(n_total: int, n_samples: int, seed: int) -> np.ndarray:
@@ -88,10 +99,10 @@ class _Runner:
         self.perturb_mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x.shape)
         self.bounds = input_bounds(domain)
         self.domain = domain
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed))  # own starts per process
 
     def batches(self, n: int):
-        for start in range(0, n, self.cfg.batch_size):
+        for start in progress(range(0, n, self.cfg.batch_size), desc="attack", unit="batch"):
             yield slice(start, start + self.cfg.batch_size)
 
     def allowed(self, rows) -> Tensor | None:
@@ -102,7 +113,14 @@ class _Runner:
         return torch.cat([self.model(x[s].to(self.device)).argmax(1).cpu() for s in self.batches(len(x))])
 
     def pgd_predict(self, eps_levels: Tensor, steps: int, index: Tensor, targets: Tensor | None = None) -> Tensor:
-        """Per-sample top-1 prediction under PGD; ``eps_levels``/``index``/``targets`` are aligned rows."""
+        """Per-sample top-1 prediction under PGD; ``eps_levels``/``index``/``targets`` are aligned rows.
+
+        Several processes (:mod:`attnrobust.distributed`) each attack a contiguous share of the rows
+        and every process gets all predictions back, in order.
+        """
+        mine = distributed.shard(len(index))
+        eps_levels, index = eps_levels[mine], index[mine]
+        targets = None if targets is None else targets[mine]
         out = []
         for s in self.batches(len(index)):
             eps = (eps_levels[s] * levels_to_input(1, self.domain)).to(self.device)
@@ -113,7 +131,7 @@ class _Runner:
                         perturb_mask=self.allowed(index[s]), eot_samples=self.cfg.eot_samples)
             with torch.no_grad():
                 out.append(self.model(x_adv).argmax(1).cpu())
-        return torch.cat(out)
+        return distributed.gather_rows(torch.cat(out))
 
     def pgd_correct(self, eps_levels: Tensor, steps: int, index: Tensor) -> Tensor:
         return self.pgd_predict(eps_levels, steps, index) == self.y[index]
@@ -128,14 +146,15 @@ class _Runner:
 
     def fgsm_correct(self) -> Tensor:
         eps = levels_to_input(self.cfg.eps, self.domain)
+        rows = torch.arange(len(self.y))[distributed.shard(len(self.y))]  # this process's share, as in pgd_predict
         out = []
-        for s in self.batches(len(self.y)):
-            xb, yb = self.x[s].to(self.device), self.y[s].to(self.device)
-            x_adv = fgsm(self.model, xb, yb, eps=eps, bounds=self.bounds, perturb_mask=self.allowed(s),
+        for s in self.batches(len(rows)):
+            xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
+            x_adv = fgsm(self.model, xb, yb, eps=eps, bounds=self.bounds, perturb_mask=self.allowed(rows[s]),
                          eot_samples=self.cfg.eot_samples)
             with torch.no_grad():
                 out.append((self.model(x_adv).argmax(1) == yb).cpu())
-        return torch.cat(out)
+        return distributed.gather_rows(torch.cat(out))
 
 
 def _acc(correct: Tensor) -> float:
@@ -151,7 +170,7 @@ def per_sample_worst(columns: list[Tensor]) -> Tensor:
 def _autoattack(model, x: Tensor, y: Tensor, cfg: AttackConfig, num_classes: int, device, domain: Domain,
                 perturb_mask: Tensor | None) -> tuple[dict | str, dict[str, Tensor]]:
     """AutoAttack-standard on ``aa_n_samples`` of the subset: (summary or why skipped, columns of
-    1/0, with -1 for samples outside its subset)."""
+    1/0, with -1 for samples outside its subset). Several processes each attack a share of it."""
     eps = levels_to_input(cfg.eps, domain)
     reason = skip_reason(x, y, num_classes=num_classes, eps=eps, perturb_mask=perturb_mask)
     if reason is None and domain is not Domain.IMAGE:
@@ -159,10 +178,14 @@ def _autoattack(model, x: Tensor, y: Tensor, cfg: AttackConfig, num_classes: int
     if reason is not None:
         return reason, {}
     rows = torch.from_numpy(select_subset(len(y), cfg.aa_n_samples, cfg.seed))
-    mask = perturb_mask if perturb_mask is None or perturb_mask.shape[0] == 1 else perturb_mask[rows]
-    summary, cols = run_autoattack(model, x[rows], y[rows], eps=eps, num_classes=num_classes, device=device,
+    mine = rows[distributed.shard(len(rows))]
+    mask = perturb_mask if perturb_mask is None or perturb_mask.shape[0] == 1 else perturb_mask[mine]
+    summary, cols = run_autoattack(model, x[mine], y[mine], eps=eps, num_classes=num_classes, device=device,
                                    batch_size=cfg.batch_size, seed=cfg.seed, square_queries=cfg.aa_square_queries,
                                    eot_samples=cfg.eot_samples, perturb_mask=mask)
+    if distributed.world_size() > 1:
+        summary = combine_shares(distributed.all_gather(summary))
+        cols = {k: distributed.gather_rows(v) for k, v in cols.items()}
     full = {k: torch.full((len(y),), -1, dtype=torch.long) for k in cols}
     for k, v in cols.items():
         full[k][rows] = v.long()
@@ -185,7 +208,7 @@ def run_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *, num_
     cols: dict[str, Tensor] = {"label": y.clone(), "clean_correct": run.predict(x) == y}
     cols["fgsm_correct"] = run.fgsm_correct()
     cols["pgd_correct"] = run.pgd_correct(at_eps, cfg.steps, everyone)
-    cols["target"] = random_targets(y, num_classes, run.generator)
+    cols["target"] = distributed.broadcast(random_targets(y, num_classes, run.generator))  # one per sample
     targeted_pred = run.pgd_predict(at_eps, cfg.steps, everyone, cols["target"])
     cols["pgd_targeted_correct"] = targeted_pred == y
     cols["target_hit"] = targeted_pred == cols["target"]

@@ -31,10 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnrobust import distributed
 from attnrobust.attacks.budget import whole_box_levels
 from attnrobust.attacks.sanity import _check, gradient_norms, output_checks, tolerance, trend_checks
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.metrics.multilabel import gap_at_k, hit_at_1, mean_average_precision
+from attnrobust.runtime import progress
 from attnrobust.tasks import Task
 
 TOP_K = 20  # GAP@20, as YouTube-8M
@@ -66,14 +68,18 @@ def chance_gap(y: Tensor, seed: int, draws: int = 5) -> float:
 
 
 class _VideoRunner:
-    """Runs the task's attack over the subset in batches and returns logits on the CPU."""
+    """Runs the task's attack over the subset in batches and returns logits on the CPU.
+
+    Several processes (:mod:`attnrobust.distributed`) each attack a contiguous share of the rows
+    and every process gets all logits back, in order.
+    """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, device, task: Task):
         self.model, self.x, self.y, self.cfg, self.device, self.task = model, x, y, cfg, device, task
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed))  # own starts per process
 
     def batches(self, n: int):
-        for start in range(0, n, self.cfg.batch_size):
+        for start in progress(range(0, n, self.cfg.batch_size), desc="attack", unit="batch"):
             yield slice(start, start + self.cfg.batch_size)
 
     @torch.no_grad()
@@ -81,25 +87,28 @@ class _VideoRunner:
         return torch.cat([self.model(x[s].to(self.device)).float().cpu() for s in self.batches(len(x))])
 
     def fgsm(self) -> Tensor:
+        rows = torch.arange(len(self.y))[distributed.shard(len(self.y))]
         out = []
-        for s in self.batches(len(self.y)):
-            xb, yb = self.x[s].to(self.device), self.y[s].to(self.device)
+        for s in self.batches(len(rows)):
+            xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
             out.append(self.task.attack(self.model, xb, yb, eps=self.cfg.eps, steps=1, step_size=self.cfg.eps,
                                         random_start=False))
-        return self.logits(torch.cat(out).cpu())
+        return distributed.gather_rows(self.logits(torch.cat(out).cpu()))
 
     def pgd(self, eps_levels: Tensor, steps: int, index: Tensor) -> Tensor:
         """Logits under PGD, worst per video over ``restarts``; ``eps_levels``/``index`` are aligned rows."""
+        mine = distributed.shard(len(index))
+        rows, levels = index[mine], eps_levels[mine]
         runs = []
         for _ in range(self.cfg.restarts):
             out = []
-            for s in self.batches(len(index)):
-                eps = eps_levels[s].to(self.device)
-                xb, yb = self.x[index[s]].to(self.device), self.y[index[s]].to(self.device)
+            for s in self.batches(len(rows)):
+                eps = levels[s].to(self.device)
+                xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
                 out.append(self.task.attack(self.model, xb, yb, eps=eps, steps=steps,
                                             step_size=self.cfg.step_factor * eps / steps,
                                             generator=self.generator).cpu())
-            runs.append(self.logits(torch.cat(out)))
+            runs.append(distributed.gather_rows(self.logits(torch.cat(out))))
         return worst_per_video(runs, self.y[index]) if len(runs) > 1 else runs[0]
 
 

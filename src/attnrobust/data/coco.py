@@ -50,6 +50,7 @@ from pycocotools.coco import COCO
 from attnrobust.data.prepared import PreparedSplit
 from attnrobust.errors import UserError
 from attnrobust.masks.coco_masks import instance_masks, union_mask
+from attnrobust.runtime import progress
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,8 @@ def _write_split(out_dir: Path, folder: str, image_ids: list[int], cfg: CocoSynt
     split_key = 0 if folder == "train2017" else 1
     plans = _plans(np.random.default_rng([seed, MAX_COCO_ID + split_key]), len(image_ids), cfg.empty_fraction)
     images, annotations, ann_id = [], [], first_ann_id
-    for image_id, plan in zip(image_ids, plans, strict=True):
+    for image_id, plan in progress(zip(image_ids, plans, strict=True), desc=f"synthetic coco {folder}",
+                                   total=len(image_ids), unit="img"):
         pixels, objects = _render_scene(np.random.default_rng([seed, image_id]), cfg, plan)
         Image.fromarray(pixels, "RGB").save(out_dir / folder / f"{image_id:012d}.jpg", "JPEG",
                                             quality=cfg.jpeg_quality)
@@ -567,7 +569,7 @@ def _prepare_image(coco: COCO, img_id: int, image_dir: Path, class_index: dict[i
 def _build_split(coco: COCO, image_dir: Path, img_ids: list[int], class_index: dict[int, int],
                  image_size: int, include_crowd: bool, skipped: list[str]) -> PreparedSplit:
     samples, ids = [], []
-    for img_id in img_ids:
+    for img_id in progress(img_ids, desc=f"coco {image_dir.name}", unit="img"):
         sample = _prepare_image(coco, img_id, image_dir, class_index, image_size, include_crowd, skipped)
         if sample is not None:
             samples.append(sample)

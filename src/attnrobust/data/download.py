@@ -17,7 +17,6 @@ import os
 import posixpath
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from attnrobust.errors import UserError
+from attnrobust.runtime import show_progress
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -196,8 +196,7 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 
 def _progress(total: int | None, initial: int, name: str) -> tqdm:
     """Byte progress bar on stderr, shown only when stderr is a terminal (never in logs or tests)."""
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
-                disable=not sys.stderr.isatty())
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, disable=not show_progress())
 
 
 class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):

@@ -29,6 +29,7 @@ from PIL import Image, ImageFilter
 
 from attnrobust.data.prepared import PreparedSplit
 from attnrobust.errors import UserError
+from attnrobust.runtime import progress
 
 NUM_CLASSES = 43
 CSV_HEADER = ["Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId"]
@@ -344,7 +345,8 @@ def _write_gt_csv(path: Path, rows: list[list], with_class: bool = True) -> None
 
 def _write_train(out_dir: Path, cfg: GtsrbSynthConfig, seed: int) -> None:
     """All 43 ``GTSRB/Training/000NN`` folders with images and ``GT-000NN.csv``."""
-    for class_id, design in enumerate(sign_designs()):
+    for class_id, design in progress(enumerate(sign_designs()), desc="synthetic gtsrb train", total=NUM_CLASSES,
+                                     unit="class"):
         folder = out_dir / "GTSRB" / "Training" / f"{class_id:05d}"
         folder.mkdir(parents=True, exist_ok=True)
         rows = []
@@ -363,7 +365,7 @@ def _write_test(out_dir: Path, cfg: GtsrbSynthConfig, seed: int) -> None:
     items = [(c, i) for c in range(NUM_CLASSES) for i in range(cfg.test_per_class)]
     order = np.random.default_rng([seed, 2]).permutation(len(items))
     rows = []
-    for k, j in enumerate(order):
+    for k, j in progress(enumerate(order), desc="synthetic gtsrb test", total=len(order), unit="img"):
         class_id, i = items[j]
         image, roi = render_sign_image(sign_designs()[class_id], _image_rng(seed, "test", class_id, i), cfg)
         name = f"{k:05d}.ppm"
@@ -505,7 +507,7 @@ def _load_split(raw_dir: Path, records: list[_Record], image_size: int,
                 skipped: list[str]) -> PreparedSplit:
     """Load ``records``; unreadable images are appended to ``skipped`` as 'relpath: reason'."""
     images, masks, labels, ids = [], [], [], []
-    for rec in records:
+    for rec in progress(records, desc="gtsrb images", unit="img"):
         try:
             image, mask = load_sample(raw_dir / rec.relpath, rec.roi, image_size)
         except (OSError, ValueError, SyntaxError) as exc:

@@ -54,5 +54,6 @@ def prepare_dataset(dataset: str, raw_dir: Path, out_dir: Path, cfg: GtsrbPrepar
                        extra_meta={"skipped": skipped})
     if skipped:
         shown = "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        print(f"[masks {dataset}] skipped {len(skipped)} corrupt or unusable file(s): {shown}", file=sys.stderr)
+        print(f"[masks {dataset}] skipped {len(skipped)} corrupt or unusable file(s): {shown} "
+              f"(every one, with its reason: {Path(out_dir) / 'meta.json'}, key skipped)", file=sys.stderr)
     return {"splits": {k: len(v.labels) for k, v in splits.items()}, "skipped": len(skipped)}

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from attnrobust.tasks import Task
+from attnrobust.tasks import Task, Tensors
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class LossFn(Protocol):
     def __call__(self, model: nn.Module, batch: Batch, cfg: Any, generator: torch.Generator) -> Tensor: ...
 
 
+class BeginEpochFn(Protocol):
+    def __call__(self, model: nn.Module, cfg: Any, epoch: int, epochs: int, train: Tensors, device) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Method:
     """A training objective: ``loss(model, batch, cfg, generator)`` returns a scalar to minimise.
@@ -43,9 +47,17 @@ class Method:
     ``config`` is the dataclass of the method's own keys in ``experiments.<exp>``. The loss
     is called with the model in train mode; a method that attacks the model during training
     must leave it in train mode when it returns (``attacks.pgd`` does).
+
+    ``begin_epoch`` (optional) is for methods with training phases: it is called before every
+    epoch (0-based ``epoch`` of ``epochs``) with the training split, may freeze parameters
+    (``requires_grad``; the optimiser skips parameters without gradients) or change the model
+    (e.g. project prototypes), and returns the config the loss gets in this epoch (e.g. a phase's
+    coefficients). It must depend only on the epoch index and the model, so that resuming after
+    any epoch gives the same run.
     """
 
     name: str
     config: type
     loss: LossFn
     description: str
+    begin_epoch: BeginEpochFn | None = None

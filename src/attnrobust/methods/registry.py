@@ -6,9 +6,10 @@ from attnrobust.methods.a_art import A_ART
 from attnrobust.methods.base import Method
 from attnrobust.methods.fgmask import FGMASK
 from attnrobust.methods.pgd_at import PGD_AT
+from attnrobust.methods.protoattn import PROTOATTN
 from attnrobust.methods.standard import STANDARD
 
-METHODS: dict[str, Method] = {m.name: m for m in (STANDARD, PGD_AT, FGMASK, A_ART)}
+METHODS: dict[str, Method] = {m.name: m for m in (STANDARD, PGD_AT, FGMASK, A_ART, PROTOATTN)}
 
 
 def get_method(name: str) -> Method:

@@ -37,6 +37,11 @@ def headline_metrics(summaries: dict[str, dict]) -> dict[str, dict]:
     metrics = {}
     for exp, s in summaries.items():
         row = {k: round(float(s[k]), 4) for k in HEADLINE if k in s}
+        for head, scores in s.get("heads", {}).items():  # attacks/heads.py: the paper's BIM / MIM per head
+            row.update({f"{head}_{k}": round(float(v), 4) for k, v in scores.items()
+                        if k.startswith(("bim_", "mim_", "worst_"))})
+        if "latent" in s:  # protoattn: nearest other-class / own-class prototype distance
+            row["latent_ratio"] = round(float(s["latent"]["clean"]["ratio"]), 4)
         row.update({"eps": s["eps"], "steps": s["steps"], "n": s["n"], "unreliable": bool(s["unreliable"])})
         failed = sorted(k for k, c in s["sanity"].items() if not c["passed"])
         row["failed_checks"] = ",".join(failed) if failed else "none"

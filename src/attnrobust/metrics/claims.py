@@ -18,8 +18,23 @@ from attnrobust.attacks.sanity import tolerance  # noqa: F401  (claims and check
 from attnrobust.errors import UserError
 
 
+UNRELIABLE_TEXT = " [UNRELIABLE evaluation: see sanity]"
+
+
 def unreliable_flag(*summaries: dict) -> str:
-    return " [UNRELIABLE evaluation: see sanity]" if any(s.get("unreliable") for s in summaries) else ""
+    return UNRELIABLE_TEXT if any(s.get("unreliable") for s in summaries) else ""
+
+
+def with_reliability(claim: dict, summaries: list[dict]) -> dict:
+    """``claim`` with an explicit boolean ``unreliable``, for tables and scripts that should not
+    parse text: the family's own value when it sets one (from exactly the evaluations that claim
+    reads), else true when any experiment of the claim's config entry failed a sanity check. The
+    text flag in ``ours`` is added when the boolean is true and the family did not write it."""
+    unreliable = bool(claim.get("unreliable", any(s.get("unreliable") for s in summaries)))
+    ours = claim["ours"]
+    if unreliable and UNRELIABLE_TEXT not in ours:
+        ours += UNRELIABLE_TEXT
+    return {**claim, "ours": ours, "unreliable": unreliable}
 
 
 def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str, noreg: str | None = None) -> list[dict]:
@@ -45,13 +60,16 @@ def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str
 
 def _families() -> dict[str, Callable[..., list[dict]]]:
     from attnrobust.metrics.claims_fgmask import fgmask_claims
+    from attnrobust.metrics.claims_iqa import iqa_claims
+    from attnrobust.metrics.claims_protoattn import protoattn_claims
     from attnrobust.metrics.claims_s3ta import s3ta_claims
 
-    return {"fgmask": fgmask_claims, "s3ta": s3ta_claims, "a_art": a_art_claims}
+    return {"fgmask": fgmask_claims, "s3ta": s3ta_claims, "a_art": a_art_claims, "protoattn": protoattn_claims,
+            "iqa_kd": iqa_claims}
 
 
 def evaluate_claims(summaries: dict[str, dict], config: dict[str, list[dict]]) -> dict[str, dict]:
-    """``{"<family>/<i>/<j>": {claim, paper, ours, holds}}`` for every configured claim whose
+    """``{"<family>/<i>/<j>": {claim, paper, ours, holds, unreliable}}`` for every configured claim whose
     experiments all have summaries (claims on experiments not in params.yaml are left out)."""
     families = _families()
     out = {}
@@ -65,6 +83,7 @@ def evaluate_claims(summaries: dict[str, dict], config: dict[str, list[dict]]) -
                 found = families[family](summaries, **kwargs)
             except TypeError as exc:
                 raise UserError(f"claims.{family}[{i}]: {exc}") from exc
+            rests_on = [summaries[v] for k, v in kwargs.items() if k != "dataset" and v is not None]
             for j, claim in enumerate(found):
-                out[f"{family}/{i}/{j}"] = claim
+                out[f"{family}/{i}/{j}"] = with_reliability(claim, rests_on)
     return out

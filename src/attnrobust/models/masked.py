@@ -37,6 +37,11 @@ class MaskedResNet(SmallResNet):
     def forward(self, x: Tensor) -> Tensor:  # x: (B, 4, H, W) = [rgb in [0, 1], mask in {0, 1}]
         return super().forward(apply_mask(x))  # (B, num_classes)
 
+    def attention_maps(self, x: Tensor) -> Tensor:
+        """The model's attention is its input mask: (B, H, W) in {0, 1}, the same on clean and
+        adversarial inputs, since the attack may not change it (threat model A)."""
+        return x[:, -1]
+
 
 def random_box_masks(areas: Tensor, size: int, generator: torch.Generator) -> Tensor:
     """Random masks of matched area: the control that tells "foreground" from "fewer pixels".

@@ -9,6 +9,7 @@ from torch import nn
 from attnrobust.errors import UserError
 from attnrobust.models.cnn import SmallResNet
 from attnrobust.models.masked import MaskedResNet
+from attnrobust.models.protoattn import ProtoAttnNet
 from attnrobust.models.s3ta import S3TA
 from attnrobust.models.video_transformer import VideoTransformer
 
@@ -16,6 +17,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": SmallResNet,
     "masked_cnn": MaskedResNet,  # x = [rgb, mask] (N, 4, H, W); classifies rgb * mask
     "s3ta": S3TA,
+    "protoattn": ProtoAttnNet,  # two heads (FR prototypes, A attentional pooling); `head` picks forward()'s
     "video_transformer": VideoTransformer,
 }
 

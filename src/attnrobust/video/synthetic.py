@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from attnrobust.io import write_json
+from attnrobust.runtime import progress
 
 # Real UCF-101 class names. The first six make small configurations exercise the quirks:
 # HandstandPushups (file names say HandStand), and two pairs whose Python sort order differs
@@ -218,7 +219,7 @@ def generate_ucf_like(out_dir: Path, cfg: VideoSynthConfig, seed: int) -> dict[s
     out_dir = Path(out_dir)
     folders = class_names(cfg.num_classes)
     clips, multilabels = [], {}
-    for ci, cls in enumerate(folders):
+    for ci, cls in progress(enumerate(folders), desc="synthetic clips", total=len(folders), unit="class"):
         for j, (group, k) in enumerate(_groups(cfg.clips_per_class)):
             rng = np.random.default_rng([seed, ci, j])
             labels = _clip_labels(rng, ci, cfg)

@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 
 from attnrobust.errors import UserError
 from attnrobust.io import write_json
+from attnrobust.runtime import progress
 from attnrobust.video.features import FeatureItem, ShardWriter, empty_dir
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def convert_yt8m(records_dir: Path, out_dir: Path, num_classes: int, max_frames:
     writer = ShardWriter(out_dir, num_classes=num_classes, dim=RGB_DIM + AUDIO_DIM, max_frames=max_frames,
                          shard_size=shard_size)
     for split, paths in files.items():
-        for video in read_frame_records(paths, max_frames):
+        for video in progress(read_frame_records(paths, max_frames), desc=f"yt8m {split}", unit="video"):
             features = np.concatenate([video.rgb, video.audio], axis=1)  # (T, 1152)
             writer.add(FeatureItem(video.id, split, features, video.labels))
     counts = writer.close(["train", "test"])

@@ -1,0 +1,270 @@
+"""Every head of an image model under Nakka & Salzmann's attacks (spec/methods.md §3, official
+``utils/adv_utils.py``): FGSM, BIM, PGD and MIM, 10 steps, at the budgets ``attack.head_eps``
+(the paper's table: 2 and 8 levels), white-box and untargeted, each head attacked with its own loss.
+
+* **heads**: a model with ``forward_heads(x)`` and a ``heads`` tuple (``protoattn``: ``fr``,
+  ``a``) has each head attacked; any other model has one head, ``single``, its ``forward``. So
+  the baselines are measured with the same attacks as the defence.
+* **losses** (:data:`ATTACK_LOSSES`): the official evaluation attacks the FR head with
+  CE(FR) + CE(A) and the A head with CE(A); here the FR head is also attacked with CE(FR) alone
+  (on our GTSRB models it is the stronger of the two), and an attack's result is per sample the
+  worse of its losses (``official_loss`` keeps the official loss's alone, comparable to the
+  paper). Any other head: its own cross-entropy.
+* **attacks**, ``eps`` and step ``alpha`` in 8-bit levels, ``n = head_steps``:
+  ``fgsm``: random start in the eps-ball, one step of eps; ``bim``: no random start,
+  ``alpha = eps / n``; ``pgd``: random start, ``alpha = max(1, eps / 4)`` (the official 1/255 at
+  eps 2 and 2/255 at eps 8); ``mim``: no random start, ``alpha = eps / n``, each step's gradient
+  divided by its mean absolute value per sample and summed with momentum 1 (Dong et al.).
+  Every attack projects onto the eps-ball (the official BIM/MIM rely on ``n * alpha = eps``)
+  and stops early on points it has already broken, as :func:`attnrobust.attacks.pgd.pgd` does.
+
+Per head: ``clean_acc``, ``<attack>_acc_eps<e>``, and ``worst_acc_eps<e>`` (per sample, robust
+under every attack with budget <= e). The head that ``forward`` returns (the primary head) and
+the shared suite attack the same output, so they are folded both ways: its attacks within
+``attack.eps`` join the suite's per-sample worst case (``robust_acc``), and for e >= ``attack.eps``
+its ``worst_acc_eps<e>`` also counts every suite attack.
+
+For models with ``latent_distances(x, y)`` (``protoattn``) the summary also gets ``latent``, the
+class separation of the latent space, on clean inputs and on BIM examples at the largest budget
+against the primary head (:func:`latent_separation`).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
+from attnrobust.attacks.pgd import _per_sample, _project, eval_no_param_grad, misclassified, pgd
+from attnrobust.attacks.sanity import _check, _monotone, gradient_norms, tolerance
+from attnrobust.attacks.suite import per_sample_worst
+
+SINGLE = "single"  # the one head of a model without ``forward_heads``
+# head -> the losses its attacks ascend, each the heads whose cross-entropies are summed (the official one first)
+ATTACK_LOSSES = {"fr": (("fr", "a"), ("fr",)), "a": (("a",),)}
+ATTACKS = ("fgsm", "bim", "pgd", "mim")
+
+
+def model_heads(model: nn.Module) -> tuple[str, ...]:
+    return tuple(model.heads) if hasattr(model, "forward_heads") else (SINGLE,)
+
+
+def primary_head(model: nn.Module) -> str:
+    """The head ``forward`` returns: the one the shared suite attacks."""
+    return getattr(model, "head", SINGLE) if hasattr(model, "forward_heads") else SINGLE
+
+
+class HeadsView(nn.Module):
+    """The logits of every head of ``model`` stacked, (B, H, C), so the shared attacks can aim a
+    loss and a success test at any head."""
+
+    def __init__(self, model: nn.Module, heads: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.heads = model, heads
+        self.train(model.training)  # attacks restore the view's mode, and with it the model's
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.heads == (SINGLE,):
+            return self.model(x)[:, None]  # (B, 1, C)
+        out = self.model.forward_heads(x)
+        return torch.stack([getattr(out, h) for h in self.heads], 1)  # (B, H, C)
+
+
+def attack_losses(heads: tuple[str, ...], head: str) -> list[tuple[str, ...]]:
+    """The losses ``head`` is attacked with, each a tuple of the model's heads whose CEs are summed."""
+    return [tuple(h for h in loss if h in heads) for loss in ATTACK_LOSSES.get(head, ((head,),))]
+
+
+def head_loss(heads: tuple[str, ...], loss: tuple[str, ...]) -> Callable[[Tensor, Tensor], Tensor]:
+    """The summed (over the batch) cross-entropies of the heads in ``loss``, on :class:`HeadsView` logits."""
+    index = [heads.index(h) for h in loss]
+
+    def loss(logits: Tensor, y: Tensor) -> Tensor:
+        return sum(F.cross_entropy(logits[:, i], y, reduction="sum") for i in index)
+    return loss
+
+
+def head_misclassified(heads: tuple[str, ...], head: str) -> Callable[[Tensor, Tensor], Tensor]:
+    i = heads.index(head)
+    return lambda logits, y: misclassified(logits[:, i], y)
+
+
+def loss_text(loss: tuple[str, ...]) -> str:
+    return " + ".join(f"CE({h})" for h in loss)
+
+
+def mim(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, step_size: float,
+        loss_fn: Callable[[Tensor, Tensor], Tensor], success_fn: Callable[[Tensor, Tensor], Tensor],
+        bounds: tuple[float, float] = (0.0, 1.0), perturb_mask: Tensor | None = None) -> Tensor:
+    """Momentum iterative FGSM (Dong et al. 2018) as the official evaluation runs it; budgets in
+    input units. ``g <- g + grad / mean|grad|`` (per sample), ``x <- x + step_size * sign(g)``,
+    projected onto the eps-ball and ``bounds``; points already misclassified stop there."""
+    x0 = x.detach()
+    eps_t, alpha = _per_sample(eps, len(x0), x0), _per_sample(step_size, len(x0), x0)
+    mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x0.shape).to(x0)
+    x_adv, momentum = x0.clone(), torch.zeros_like(x0)
+    active = torch.arange(len(x0), device=x0.device)
+    with eval_no_param_grad(model), torch.enable_grad():
+        for _ in range(steps):
+            xa = x_adv[active].requires_grad_(True)
+            logits = model(xa)
+            keep = ~success_fn(logits.detach(), y[active])
+            if not keep.any():
+                return x_adv.detach()
+            grad = torch.autograd.grad(loss_fn(logits[keep], y[active][keep]), xa)[0][keep]
+            active = active[keep]
+            if mask is not None:
+                grad = grad * mask[active]
+            grad = grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *([1] * (x0.ndim - 1)))
+            momentum[active] += grad
+            step = alpha[active] * momentum[active].sign()
+            if mask is not None:
+                step = step * mask[active]
+            x_adv[active] = _project(x_adv[active] + step, x0[active], eps_t[active], bounds)
+    return x_adv.detach()
+
+
+def _attack(name: str, view: nn.Module, x: Tensor, y: Tensor, eps_levels: int, steps: int, domain: Domain,
+            loss_fn, success_fn, perturb_mask: Tensor | None, generator: torch.Generator) -> Tensor:
+    unit, bounds = levels_to_input(1, domain), input_bounds(domain)
+    eps = eps_levels * unit
+    if name == "mim":
+        return mim(view, x, y, eps=eps, steps=steps, step_size=eps / steps, loss_fn=loss_fn, success_fn=success_fn,
+                   bounds=bounds, perturb_mask=perturb_mask)
+    steps, step_size, random_start = {"fgsm": (1, eps, True), "bim": (steps, eps / steps, False),
+                                      "pgd": (steps, max(1.0, eps_levels / 4) * unit, True)}[name]
+    return pgd(view, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start, bounds=bounds,
+               loss_fn=loss_fn, success_fn=success_fn, perturb_mask=perturb_mask, generator=generator)
+
+
+def _in_batches(fn, x: Tensor, y: Tensor, batch_size: int, device, perturb_mask: Tensor | None) -> Tensor:
+    """``fn(x, y, mask)`` over batches on ``device``; the results concatenated on the CPU."""
+    out = []
+    for s in range(0, len(y), batch_size):
+        mask = None if perturb_mask is None else perturb_mask[s:s + batch_size].to(device)
+        out.append(fn(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device), mask).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _head_predictions(view: nn.Module, x: Tensor, batch_size: int, device) -> Tensor:
+    """(N, H) top-1 prediction of every head."""
+    return torch.cat([view(x[s:s + batch_size].to(device)).argmax(-1).cpu() for s in range(0, len(x), batch_size)])
+
+
+def latent_separation(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device) -> dict[str, float]:
+    """Class separation of the latent space: ``own`` = mean over samples of the squared distance
+    from the sample's most attended latent patch to the nearest prototype of its class, ``other``
+    = the same to the nearest prototype of any other class (``model.latent_distances``), and
+    ``ratio = other / own``. Separation pushes ``ratio`` up; latent patches lie in [0, 1]^D, so
+    ``own`` and ``other`` compare across models of the same ``proto_dim``."""
+    model.eval()
+    with torch.no_grad():
+        pairs = [model.latent_distances(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device))
+                 for s in range(0, len(y), batch_size)]
+    own = float(torch.cat([p[0] for p in pairs]).mean())
+    other = float(torch.cat([p[1] for p in pairs]).mean())
+    return {"own": own, "other": other, "ratio": other / max(own, 1e-12)}
+
+
+def _attack_head(view: HeadsView, head: str, x: Tensor, y: Tensor, cfg, device, domain: Domain,
+                 mask: Tensor | None, generator: torch.Generator) -> tuple[dict, dict[str, Tensor], dict[int, Tensor]]:
+    """One head under every attack, budget and loss: (scores, per-sample columns, BIM examples of
+    the official loss per eps). An attack's column is per sample the worse of its losses: each
+    further loss attacks only the samples the earlier ones left standing."""
+    i, heads = view.heads.index(head), view.heads
+    losses = attack_losses(heads, head)
+    within = [_head_predictions(view, x, cfg.batch_size, device)[:, i] == y]
+    scores, cols, bim = {"loss": "; ".join(map(loss_text, losses)), "clean_acc": _acc(within[0])}, {}, {}
+    official = {"loss": loss_text(losses[0])}  # the official evaluation's loss alone, as the paper reports
+    for eps in sorted(set(cfg.head_eps)):
+        for name in ATTACKS:
+            correct = torch.ones(len(y), dtype=torch.bool)
+            for loss in losses:
+                rows = correct.nonzero().flatten()
+                x_adv = _in_batches(lambda xb, yb, mb: _attack(name, view, xb, yb, eps, cfg.head_steps, domain,
+                                                               head_loss(heads, loss), head_misclassified(heads, head),
+                                                               mb, generator),
+                                    x[rows], y[rows], cfg.batch_size, device, None if mask is None else mask[rows])
+                correct[rows] = _head_predictions(view, x_adv, cfg.batch_size, device)[:, i] == y[rows]
+                if loss == losses[0]:
+                    official[f"{name}_acc_eps{eps}"] = _acc(correct)
+                    bim.update({eps: x_adv} if name == "bim" else {})
+            within.append(correct)
+            cols[f"{head}_{name}_eps{eps}_correct"] = correct
+            scores[f"{name}_acc_eps{eps}"] = _acc(correct)
+        cols[f"{head}_worst_eps{eps}_correct"] = per_sample_worst(within)  # budgets up to eps, clean included
+        scores[f"worst_acc_eps{eps}"] = _acc(cols[f"{head}_worst_eps{eps}_correct"])
+    if len(losses) > 1:
+        scores["official_loss"] = official
+    return scores, cols, bim
+
+
+def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, full_columns: dict, *,
+                     device, domain: Domain = Domain.IMAGE,
+                     perturb_mask: Tensor | None = None) -> tuple[dict, dict]:
+    """The per-head attacks on (x, y) at ``cfg.head_eps`` (``cfg`` is the
+    :class:`~attnrobust.attacks.suite.AttackConfig`); ``full``/``full_columns`` are the suite's
+    results, returned extended with ``heads``, ``head_attacks``, ``latent`` (models that have it),
+    the per-sample columns ``<head>_<attack>_eps<e>_correct``, the primary head's attacks within
+    ``attack.eps`` folded into ``worst_correct``/``robust_acc``, and the checks ``heads_*``."""
+    if not cfg.head_eps:
+        return full, full_columns
+    t0 = time.perf_counter()
+    model = model.to(device).eval()
+    view, primary = HeadsView(model, model_heads(model)), primary_head(model)
+    mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x.shape)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    results, cols, x_bim = {}, {}, None
+    for head in view.heads:
+        results[head], head_cols, bim = _attack_head(view, head, x, y, cfg, device, domain, mask, generator)
+        cols.update(head_cols)
+        if head == primary:
+            x_bim = bim[max(bim)]
+    eps_values = sorted(set(cfg.head_eps))
+    summary = {**full, "heads": results, "head_attacks": {
+        "eps": eps_values, "steps": cfg.head_steps, "primary": primary,
+        "step_size": "fgsm eps (random start); bim, mim eps/steps; pgd max(1, eps/4) levels (random start)"}}
+    suite_worst = torch.from_numpy(full_columns["worst_correct"]).bool()  # every suite attack within attack.eps
+    for e in (e for e in eps_values if e >= full["eps"]):  # budget e allows them all: the primary head's worst
+        cols[f"{primary}_worst_eps{e}_correct"] = per_sample_worst([cols[f"{primary}_worst_eps{e}_correct"], suite_worst])
+        results[primary][f"worst_acc_eps{e}"] = _acc(cols[f"{primary}_worst_eps{e}_correct"])
+    folded = [cols[f"{primary}_{a}_eps{e}_correct"] for e in eps_values if e <= full["eps"] for a in ATTACKS]
+    cols["worst_correct"] = per_sample_worst([suite_worst, *folded])
+    summary["robust_acc"] = _acc(cols["worst_correct"])
+    if hasattr(model, "latent_distances"):  # the latent space on clean inputs and under the strongest BIM
+        summary["latent"] = {"clean": latent_separation(model, x, y, cfg.batch_size, device),
+                             f"bim_eps{eps_values[-1]}": latent_separation(model, x_bim, y, cfg.batch_size, device)}
+    summary["sanity"] = {**full["sanity"], **_head_checks(view, results, eps_values, x, y, cfg, device)}
+    summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
+    summary["head_attacks"]["runtime_s"] = round(time.perf_counter() - t0, 2)
+    shown = "; ".join(f"{h}: " + " ".join(f"{a} {s[f'{a}_acc_eps{e}']:.3f}@{e}" for e in eps_values
+                                          for a in ("bim", "mim")) for h, s in results.items())
+    print(f"[attack] heads ({shown}); worst with heads folded in {summary['robust_acc']:.3f} "
+          f"({summary['head_attacks']['runtime_s']}s)", file=sys.stderr)
+    return summary, {**full_columns, **{k: v.numpy().astype("int64") for k, v in cols.items()}}
+
+
+def _head_checks(view: HeadsView, results: dict, eps_values: list[int], x: Tensor, y: Tensor, cfg,
+                 device) -> dict[str, dict]:
+    """Every head's attacks are non-increasing in eps, and no head has an all-zero input gradient."""
+    tol, heads = tolerance(len(y)), view.heads
+    curves = {f"{h}/{a}": [results[h][f"{a}_acc_eps{e}"] for e in eps_values] for h in heads for a in ATTACKS}
+    with eval_no_param_grad(view), torch.enable_grad():
+        zero = {f"{h}: {loss_text(loss)}": int((gradient_norms(view, x, y, device, cfg.batch_size,
+                                                               loss_fn=head_loss(heads, loss)) == 0).sum())
+                for h in heads for loss in attack_losses(heads, h)}
+    return {
+        "heads_eps_monotone": _check(all(_monotone(c, tol) for c in curves.values()), curves,
+                                     f"every head's accuracy under each attack non-increasing in eps (tol {tol:.3f})"),
+        "heads_nonzero_gradients": _check(not any(zero.values()), zero,
+                                          "no sample has an all-zero input gradient of any head's attack losses"),
+    }
+
+
+def _acc(correct: Tensor) -> float:
+    return float(correct.float().mean()) if len(correct) else float("nan")
