@@ -5,6 +5,7 @@ re-running only attack stages, and `dvc metrics diff`. The tiny profile is profi
 selected with `profile: tiny` (tests/tiny.py), the same mechanism as `dvc exp run -S profile=full`.
 """
 import json
+import re
 
 import pytest
 import yaml
@@ -32,8 +33,18 @@ def test_repro_writes_metrics_for_every_experiment(tiny_repo):
         assert 0 <= row[f"robust_{prefix}"] <= row[f"pgd_{prefix}"] <= 1 and 0 <= row[f"clean_{prefix}"] <= 1
         assert row["eps"] == 8 and isinstance(row["unreliable"], bool)
     claims = json.loads((repo / "metrics" / "claims.json").read_text())
-    assert {k.split("/")[0] for k in claims} == {"fgmask", "s3ta", "a_art"}
-    assert all(isinstance(c["holds"], bool) and c["paper"] and c["ours"] for c in claims.values())
+    assert {k.split("/")[0] for k in claims} == set(yaml.safe_load((repo / "params.yaml").read_text())["claims"])
+    assert all(isinstance(c["holds"], bool) and isinstance(c["unreliable"], bool) and c["paper"] and c["ours"]
+               for c in claims.values())
+    detection = json.loads((repo / "metrics" / "detection.json").read_text())
+    row = detection["gtsrb_iqa_kd"]  # AUROCs are null where the tiny teacher leaves no fooling input
+    assert {"pgd_auroc", "adaptive_auroc", "adaptive_success"} <= set(row) and 0 <= row["clean_acc"] <= 1
+    assert all(v is None or 0 <= v <= 1 for k, v in row.items() if k.endswith("auroc"))
+    assert (repo / "metrics" / "plots" / "roc.csv").is_file()
+    report = (repo / "reports" / "report.md").read_text()
+    assert "## Claims" in report and "| paper | claim | paper's number | ours | direction | unreliable |" in report
+    for figure in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
+        assert (repo / "reports" / figure).is_file(), figure
     curve = (repo / "metrics" / "plots" / "robustness_vs_eps.csv").read_text().splitlines()
     assert curve[0].split(",") == ["eps", *[n for n, e in experiments.items() if e["dataset"] != "video"]]
     assert (repo / "metrics" / "plots" / "gap_vs_eps.csv").is_file() and (repo / "metrics" / "plots" / "race.csv").is_file()
@@ -49,8 +60,21 @@ def test_noop_repro_and_eps_experiment_rerun_only_attacks(tiny_repo):
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
     ran = ran_stages(run(["dvc", "exp", "run", "-S", "attack.eps=4"], repo, env))
-    assert ran == {f"attack@{e}" for e in yaml.safe_load((repo / "params.yaml").read_text())["experiments"]} | {
-        "metrics"}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert ran == ({f"attack@{e}" for e in params["experiments"]} | {f"detect@{d}" for d in params["detectors"]}
+                   | {"metrics", "report"})
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "--json"], repo, env))
     changed = diff["metrics/robustness.json"]
     assert changed["gtsrb_standard.eps"] == {"old": 8, "new": 4, "diff": -4}
+
+
+def test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it(tiny_repo):
+    """The rest of the README's workflow: a training param re-trains one experiment; `dvc exp show`
+    lists the experiments and `dvc plots diff` renders the curves against the baseline commit."""
+    repo, env = tiny_repo
+    ran = ran_stages(run(["dvc", "exp", "run", "-S", "experiments.gtsrb_pgd_at.train_eps=4"], repo, env))
+    assert ran == {"train@gtsrb_pgd_at", "attack@gtsrb_pgd_at", "metrics", "report"}
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env))
+    assert len(shown[0]["experiments"]) >= 2  # the eps run and this one, beside the baseline
+    plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "--json"], repo, env))
+    assert any("robustness_vs_eps" in key for key in plots)

@@ -114,7 +114,7 @@ def test_tiny_profile_shrinks_every_experiment():
     """Without an entry an experiment trains at full size in the end-to-end test."""
     tiny = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
     assert set(tiny["experiments"]) == set(BASE["experiments"]), "add the experiment to profiles/tiny.yaml"
-    assert all("model_args" in e and e["train"]["epochs"] == 1 for e in tiny["experiments"].values())
+    assert all("model_args" in e and e["train"]["epochs"] <= 2 for e in tiny["experiments"].values())
 
 
 def test_full_profile_is_real_data_at_paper_like_sizes(tmp_path):

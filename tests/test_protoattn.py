@@ -267,9 +267,9 @@ def test_evaluation_writes_per_head_results(trained_protoattn, prepared_dir, tmp
 
 
 def _summary(fr, a=None, ratio=None, eps=(2, 8), unreliable=False, clean=0.8):
-    heads = {"fr" if a is not None else "single": {"clean_acc": clean, **{f"worst_acc_eps{e}": v for e, v in zip(eps, fr)}}}
-    if a is not None:
-        heads["a"] = {"clean_acc": clean, **{f"worst_acc_eps{e}": v for e, v in zip(eps, a)}}
+    def scores(worst):
+        return {"clean_acc": clean, **{f"worst_acc_eps{e}": v for e, v in zip(eps, worst)}}
+    heads = {"single": scores(fr)} if a is None else {"fr": scores(fr), "a": scores(a)}
     s = {"n": 200, "unreliable": unreliable, "heads": heads,
          "head_attacks": {"eps": list(eps), "primary": "fr" if a is not None else "single"}}
     if ratio is not None:
@@ -301,3 +301,15 @@ def test_protoattn_claims():
     table = evaluate_claims(summaries, {"protoattn": [{"protoattn": "pa", "standard": "std", "pgd_at": "at",
                                                        "nosep": "nosep"}]})
     assert set(table) == {f"protoattn/0/{j}" for j in range(7)}
+
+
+def test_head_attacks_survive_a_model_that_every_attack_breaks():
+    """When the first loss already breaks every sample, the further losses attack no rows at all."""
+    from torch import nn
+
+    from attnrobust.attacks.heads import _head_predictions, _in_batches
+
+    x, y = torch.rand(0, 3, 8, 8), torch.zeros(0, dtype=torch.long)
+    assert _in_batches(lambda xb, yb, mb: xb, x, y, 4, "cpu", None).shape == (0, 3, 8, 8)
+    view = HeadsView(nn.Sequential(nn.Flatten(), nn.Linear(192, 3)), ("single",))
+    assert _head_predictions(view, x, 4, "cpu").shape == (0, 1)

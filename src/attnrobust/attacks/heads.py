@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnrobust import distributed
 from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import _per_sample, _project, eval_no_param_grad, misclassified, pgd
 from attnrobust.attacks.sanity import _check, _monotone, gradient_norms, tolerance
@@ -147,12 +148,14 @@ def _in_batches(fn, x: Tensor, y: Tensor, batch_size: int, device, perturb_mask:
     for s in range(0, len(y), batch_size):
         mask = None if perturb_mask is None else perturb_mask[s:s + batch_size].to(device)
         out.append(fn(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device), mask).cpu())
-    return torch.cat(out)
+    return torch.cat(out) if out else x[:0].clone()  # no rows left: every sample already broken
 
 
 @torch.no_grad()
 def _head_predictions(view: nn.Module, x: Tensor, batch_size: int, device) -> Tensor:
     """(N, H) top-1 prediction of every head."""
+    if len(x) == 0:
+        return torch.zeros(0, len(view.heads), dtype=torch.long)
     return torch.cat([view(x[s:s + batch_size].to(device)).argmax(-1).cpu() for s in range(0, len(x), batch_size)])
 
 
@@ -161,21 +164,23 @@ def latent_separation(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, d
     from the sample's most attended latent patch to the nearest prototype of its class, ``other``
     = the same to the nearest prototype of any other class (``model.latent_distances``), and
     ``ratio = other / own``. Separation pushes ``ratio`` up; latent patches lie in [0, 1]^D, so
-    ``own`` and ``other`` compare across models of the same ``proto_dim``."""
+    ``own`` and ``other`` compare across models of the same ``proto_dim``. With several processes
+    (x, y) is this process's share and the means are over every process's."""
     model.eval()
     with torch.no_grad():
         pairs = [model.latent_distances(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device))
                  for s in range(0, len(y), batch_size)]
-    own = float(torch.cat([p[0] for p in pairs]).mean())
-    other = float(torch.cat([p[1] for p in pairs]).mean())
+    own = float(distributed.gather_rows(torch.cat([p[0] for p in pairs]).cpu()).mean())  # (x, y): this process's rows
+    other = float(distributed.gather_rows(torch.cat([p[1] for p in pairs]).cpu()).mean())
     return {"own": own, "other": other, "ratio": other / max(own, 1e-12)}
 
 
 def _attack_head(view: HeadsView, head: str, x: Tensor, y: Tensor, cfg, device, domain: Domain,
                  mask: Tensor | None, generator: torch.Generator) -> tuple[dict, dict[str, Tensor], dict[int, Tensor]]:
     """One head under every attack, budget and loss: (scores, per-sample columns, BIM examples of
-    the official loss per eps). An attack's column is per sample the worse of its losses: each
-    further loss attacks only the samples the earlier ones left standing."""
+    the official loss per eps, for this process's :func:`~attnrobust.distributed.shard` of the rows).
+    An attack's column is per sample the worse of its losses: each further loss attacks only the
+    samples the earlier ones left standing."""
     i, heads = view.heads.index(head), view.heads
     losses = attack_losses(heads, head)
     within = [_head_predictions(view, x, cfg.batch_size, device)[:, i] == y]
@@ -186,14 +191,16 @@ def _attack_head(view: HeadsView, head: str, x: Tensor, y: Tensor, cfg, device, 
             correct = torch.ones(len(y), dtype=torch.bool)
             for loss in losses:
                 rows = correct.nonzero().flatten()
+                mine = rows[distributed.shard(len(rows))]  # several processes: each attacks a share
                 x_adv = _in_batches(lambda xb, yb, mb: _attack(name, view, xb, yb, eps, cfg.head_steps, domain,
                                                                head_loss(heads, loss), head_misclassified(heads, head),
                                                                mb, generator),
-                                    x[rows], y[rows], cfg.batch_size, device, None if mask is None else mask[rows])
-                correct[rows] = _head_predictions(view, x_adv, cfg.batch_size, device)[:, i] == y[rows]
+                                    x[mine], y[mine], cfg.batch_size, device, None if mask is None else mask[mine])
+                correct[rows] = distributed.gather_rows(_head_predictions(view, x_adv, cfg.batch_size, device)[:, i]
+                                                        == y[mine])
                 if loss == losses[0]:
                     official[f"{name}_acc_eps{eps}"] = _acc(correct)
-                    bim.update({eps: x_adv} if name == "bim" else {})
+                    bim.update({eps: x_adv} if name == "bim" else {})  # this process's share of all rows
             within.append(correct)
             cols[f"{head}_{name}_eps{eps}_correct"] = correct
             scores[f"{name}_acc_eps{eps}"] = _acc(correct)
@@ -231,14 +238,17 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
         "step_size": "fgsm eps (random start); bim, mim eps/steps; pgd max(1, eps/4) levels (random start)"}}
     suite_worst = torch.from_numpy(full_columns["worst_correct"]).bool()  # every suite attack within attack.eps
     for e in (e for e in eps_values if e >= full["eps"]):  # budget e allows them all: the primary head's worst
-        cols[f"{primary}_worst_eps{e}_correct"] = per_sample_worst([cols[f"{primary}_worst_eps{e}_correct"], suite_worst])
-        results[primary][f"worst_acc_eps{e}"] = _acc(cols[f"{primary}_worst_eps{e}_correct"])
+        key = f"{primary}_worst_eps{e}_correct"
+        cols[key] = per_sample_worst([cols[key], suite_worst])
+        results[primary][f"worst_acc_eps{e}"] = _acc(cols[key])
     folded = [cols[f"{primary}_{a}_eps{e}_correct"] for e in eps_values if e <= full["eps"] for a in ATTACKS]
     cols["worst_correct"] = per_sample_worst([suite_worst, *folded])
     summary["robust_acc"] = _acc(cols["worst_correct"])
     if hasattr(model, "latent_distances"):  # the latent space on clean inputs and under the strongest BIM
-        summary["latent"] = {"clean": latent_separation(model, x, y, cfg.batch_size, device),
-                             f"bim_eps{eps_values[-1]}": latent_separation(model, x_bim, y, cfg.batch_size, device)}
+        mine = distributed.shard(len(y))
+        summary["latent"] = {"clean": latent_separation(model, x[mine], y[mine], cfg.batch_size, device),
+                             f"bim_eps{eps_values[-1]}": latent_separation(model, x_bim, y[mine], cfg.batch_size,
+                                                                           device)}
     summary["sanity"] = {**full["sanity"], **_head_checks(view, results, eps_values, x, y, cfg, device)}
     summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
     summary["head_attacks"]["runtime_s"] = round(time.perf_counter() - t0, 2)

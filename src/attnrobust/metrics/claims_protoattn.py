@@ -43,7 +43,8 @@ def _unreliable(summaries: dict, *names: str) -> bool:
     return any(bool(summaries[n].get("unreliable")) for n in names)
 
 
-def _gains(summaries: dict, defence: str, baseline: str, head: str) -> tuple[list[tuple[int, float, float]], str, float]:
+def _gains(summaries: dict, defence: str, baseline: str,
+           head: str) -> tuple[list[tuple[int, float, float]], str, float]:
     """[(eps, defence, baseline)] worst-case accuracies of the defence's ``head`` against the
     baseline's same head (its primary one when it has no such head), their text, the tolerance."""
     a, b = summaries[defence], summaries[baseline]

@@ -27,7 +27,8 @@ saturated sigmoid zeroes it: the suite's ``nonzero_gradients`` check catches suc
 
 Scaled to 32-px GTSRB on two CPU cores: the trunk is the baselines' (8x8 feature maps at 32 px),
 ``D = proto_dim`` = 32 instead of 128 and 3 prototypes per class instead of 10 (129 instead of
-2000); the paper's dropout of 0.8 on the class-specific branch is ``dropout``.
+2000); the paper's dropout of 0.8 on the class-specific branch is ``dropout``, 0.5 by default
+(0.8 cost 10-20 points of clean accuracy on both heads here).
 """
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""Every command in README.md is exercised by a test: this file maps each one to the test that runs
+it (and fails on a command nobody mapped), checks the Makefile targets the README opens with, and
+runs the README's Python API block on a tiny trained model."""
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+# README command (regex on the command line) -> the test that runs it ("file::function")
+COVERED = [
+    (r"make run$", "test_readme.py::test_make_targets_run_the_documented_commands"),
+    (r"make test$", "test_readme.py::test_make_targets_run_the_documented_commands"),
+    (r"dvc repro train@\w+$", "test_dvc_workflows.py::test_two_runs_from_scratch_give_byte_identical_metrics"),
+    (r"dvc exp run -S attack\.eps=\d+$", "test_pipeline_e2e.py::test_noop_repro_and_eps_experiment_rerun_only_attacks"),
+    (r"dvc exp run -S experiments\.\w+\.train_eps=\d+$",
+     "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
+    (r"dvc exp show$", "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
+    (r"dvc metrics diff .+", "test_pipeline_e2e.py::test_noop_repro_and_eps_experiment_rerun_only_attacks"),
+    (r"dvc plots diff .+", "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
+    (r"dvc exp run -S profile=tiny$", "test_dvc_workflows.py::test_profiles_re_run_what_they_change"),
+    # needs the internet and a GPU: the test resolves and strictly parses the profile instead
+    (r"dvc exp run -S profile=full$", "test_profiles.py::test_full_profile_is_real_data_at_paper_like_sizes"),
+    (r"git add -A && git commit .+", "test_dvc_workflows.py::test_queue_with_two_workers_matches_running_one_after_the_other"),
+    (r"dvc exp run --queue -S attack\.eps=\d+$",
+     "test_dvc_workflows.py::test_queue_with_two_workers_matches_running_one_after_the_other"),
+    (r"dvc queue (start -j 2|status)$",
+     "test_dvc_workflows.py::test_queue_with_two_workers_matches_running_one_after_the_other"),
+    (r"dvc remote add -d shared .+", "test_dvc_workflows.py::test_push_to_a_folder_remote_and_pull_into_an_empty_workspace"),
+    (r"git add \.dvc/config && git commit .+",
+     "test_dvc_workflows.py::test_push_to_a_folder_remote_and_pull_into_an_empty_workspace"),
+    (r"dvc (push|pull)$", "test_dvc_workflows.py::test_push_to_a_folder_remote_and_pull_into_an_empty_workspace"),
+    # S3 needs credentials and a network: the folder remote test runs the same `dvc remote` code path
+    (r"dvc remote (add -d storage s3://|modify --local storage ).+",
+     "test_dvc_workflows.py::test_push_to_a_folder_remote_and_pull_into_an_empty_workspace"),
+    (r"export ATTNROBUST_TORCHRUN_ARGS=.+",
+     "test_distributed.py::test_who_is_launched"),
+    (r"python stages/train\.py .+", "test_stages_cli.py::test_stages_chain_fetch_masks_train_attack_metrics"),
+]
+
+
+def readme_commands() -> list[str]:
+    """Shell command lines of README's fenced blocks (not ```yaml, ```python or ```text), comments stripped,
+    backslash continuations joined."""
+    commands = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S):
+        if lang in ("yaml", "python", "text"):
+            continue
+        for line in body.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip() if not line.lstrip().startswith("#") else ""
+            if line:
+                commands.append(re.sub(r"\s+", " ", line))
+    return commands
+
+
+def test_every_readme_command_is_mapped_to_a_test_that_exists():
+    commands = readme_commands()
+    assert len(commands) > 15  # the parser found the blocks
+    unmapped = [c for c in commands if not any(re.match(pattern, c) for pattern, _ in COVERED)]
+    assert not unmapped, f"README commands no test exercises (add the test and a COVERED entry): {unmapped}"
+    for _, test in COVERED:
+        file, function = test.split("::")
+        assert re.search(rf"^def {function}\(", (ROOT / "tests" / file).read_text(), flags=re.M), test
+
+
+def test_every_mapping_is_used():
+    commands = readme_commands()
+    unused = [p for p, _ in COVERED if not any(re.match(p, c) for c in commands)]
+    assert not unused, f"COVERED entries for commands the README no longer has: {unused}"
+
+
+def test_make_targets_run_the_documented_commands():
+    """`make run` is `dvc repro` with the venv's tools first; `make test` is pytest (CI's command)."""
+    env = {**os.environ, "MAKEFLAGS": ""}
+    run = subprocess.run(["make", "-n", "-W", "pyproject.toml", "run"], cwd=ROOT, capture_output=True, text=True,
+                         env=env)
+    assert run.returncode == 0 and re.search(r"PATH=.*\.venv/bin.* dvc repro$", run.stdout, flags=re.M), run.stdout
+    assert "pip install -q -e '.[test]'" in run.stdout  # a fresh clone installs first
+    test = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert test.returncode == 0 and re.search(r"python -m pytest$", test.stdout, flags=re.M), test.stdout
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.fixture
+def api_workspace(tmp_path, monkeypatch):
+    """The paths the README's API block names, on tiny data: data/prepared/gtsrb (43 classes, as the
+    block's `num_classes=43` says) and a one-epoch models/gtsrb_pgd_at."""
+    from attnrobust.data.prepared import PreparedSplit, write_prepared
+    from attnrobust.experiment import parse_experiment
+    from attnrobust.training import TrainConfig, train_experiment
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = np.arange(n) % 43
+        return PreparedSplit(rng.integers(0, 256, (n, 3, 16, 16), dtype=np.uint8), np.ones((n, 16, 16), np.uint8),
+                             labels, [f"i{i}" for i in range(n)])
+
+    prepared = tmp_path / "data" / "prepared" / "gtsrb"
+    prepared.mkdir(parents=True)
+    write_prepared(prepared, {"train": split(86), "test": split(86)}, dataset="gtsrb",
+                   classes=[str(c) for c in range(43)], shard_size=64)
+    exp = parse_experiment("gtsrb_pgd_at", {"dataset": "gtsrb", "method": "pgd_at", "model": "cnn",
+                                            "model_args": {"width": 4}, "train_steps": 1}, "test")
+    train_experiment(exp, TrainConfig(epochs=1, batch_size=43, lr=0.01, weight_decay=0.0, seed=0, device="cpu",
+                                      threads=1), prepared, tmp_path / "models" / "gtsrb_pgd_at", tmp_path / "live")
+    return tmp_path
+
+
+def test_python_api_block_runs(api_workspace):
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert len(blocks) == 1
+    scope: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), scope)  # noqa: S102 (our own README)
+    x, x_adv, x_tgt = scope["images"][:64], scope["x_adv"], scope["x_tgt"]
+    assert x_adv.shape == x.shape == x_tgt.shape
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and (x_tgt - x).abs().max() <= 8 / 255 + 1e-6
+    assert (scope["targets"] != scope["labels"][:64]).all()
+    assert not scope["model"].training
