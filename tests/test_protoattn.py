@@ -313,3 +313,15 @@ def test_head_attacks_survive_a_model_that_every_attack_breaks():
     assert _in_batches(lambda xb, yb, mb: xb, x, y, 4, "cpu", None).shape == (0, 3, 8, 8)
     view = HeadsView(nn.Sequential(nn.Flatten(), nn.Linear(192, 3)), ("single",))
     assert _head_predictions(view, x, 4, "cpu").shape == (0, 1)
+
+
+def test_single_head_models_get_the_head_attacks_only_when_listed_as_baselines(prepared_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dvclive inspects the git repo around the cwd
+    exp = parse_experiment("base", {"dataset": "gtsrb", "method": "standard", "model": "cnn",
+                                    "model_args": {"width": 4}}, "test")
+    train_experiment(exp, TrainConfig(epochs=1, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu",
+                                      threads=1), prepared_dir, tmp_path / "m", tmp_path / "live")
+    off = evaluate_checkpoint("base", tmp_path / "m", prepared_dir, tmp_path / "off", _attack_cfg())
+    on = evaluate_checkpoint("base", tmp_path / "m", prepared_dir, tmp_path / "on", _attack_cfg(head_baselines=["base"]))
+    assert "heads" not in off and set(on["heads"]) == {"single"}
+    assert on["robust_acc"] <= off["robust_acc"]  # more attacks fold into the worst case, never fewer

@@ -11,7 +11,7 @@ from attnrobust import distributed
 from attnrobust.attacks.autoattack import MULTILABEL
 from attnrobust.attacks.budget import Domain
 from attnrobust.attacks.examples import adversarial_examples
-from attnrobust.attacks.heads import run_head_attacks
+from attnrobust.attacks.heads import SINGLE, model_heads, run_head_attacks
 from attnrobust.attacks.race import run_race
 from attnrobust.attacks.suite import AttackConfig, run_foreground_only, run_suite, select_subset
 from attnrobust.attacks.video_suite import run_video_suite
@@ -72,9 +72,10 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
             model, x, test.y[index], cfg, summary, columns,
             perturb_mask=task.foreground_perturb_mask(x, test.mask[index]), device=resolve_device(cfg.device),
             domain=task.domain)
-        summary, columns = run_head_attacks(  # Nakka & Salzmann's attacks on every head (attacks/heads.py)
-            model, x, test.y[index], cfg, summary, columns, device=resolve_device(cfg.device), domain=task.domain,
-            perturb_mask=task.perturb_mask(x))
+        if model_heads(model) != (SINGLE,) or experiment in cfg.head_baselines:  # protoattn and its baselines
+            summary, columns = run_head_attacks(  # Nakka & Salzmann's attacks on every head (attacks/heads.py)
+                model, x, test.y[index], cfg, summary, columns, device=resolve_device(cfg.device),
+                domain=task.domain, perturb_mask=task.perturb_mask(x))
     attention = {}
     if task.name == "image" and cfg.race_steps:  # the S3TA race; glances vary for models that have them
         summary["race"], attention = run_race(model, test.x[index], test.y[index], cfg,

@@ -59,6 +59,8 @@ class AttackConfig:
     # Nakka & Salzmann's table (attacks/heads.py): FGSM, BIM, PGD, MIM on every head of image models
     head_eps: list[int] = field(default_factory=lambda: [2, 8])  # levels; [] = off
     head_steps: int = 10  # steps of BIM, PGD and MIM
+    # single-head experiments that get the same attacks, as baselines; models with heads always do
+    head_baselines: list[str] = field(default_factory=list)
     nproc: int = 1  # processes (GPUs) per machine; > 1 = under torchrun, each attacks a share of the samples
 
     def __post_init__(self) -> None:
