@@ -77,4 +77,4 @@ def test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it(ti
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env))
     assert sum(len(row.get("experiments") or []) for row in shown) == 2  # the eps run and this one, on the baseline
     plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "--json"], repo, env))
-    assert any("robustness_vs_eps" in key for key in plots)
+    assert {"robustness_vs_eps", "gap_vs_eps", "metrics/plots/roc.csv", "metrics/plots/race.csv"} <= set(plots["data"])

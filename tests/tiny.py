@@ -54,6 +54,7 @@ def make_repo(repo: Path, *, experiments: list[str] | None = None, profile: str 
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (repo / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")  # the race heatmap and ROC templates
     write_params(repo, profile=profile, experiments=experiments, params=params)
     env = tool_env()
     run(["git", "init", "-q", "-b", "main"], repo, env)
