@@ -31,15 +31,22 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
+    return load_blob(path, "attnrobust checkpoint", FORMAT, "checkpoint not found; run `dvc repro train` first")
+
+
+def load_blob(path: Path, kind: str, fmt: int, missing: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict saved with ``{"format": fmt}``; anything else is a
+    UserError naming ``path`` (``missing`` says how to produce a file that is not there)."""
+    path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
+        raise UserError(f"{path}: {missing}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise UserError(f"{path}: not a loadable attnrobust checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path}: not an attnrobust checkpoint (format {FORMAT} expected)")
-    return ckpt
+        raise UserError(f"{path}: not a loadable {kind} ({exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise UserError(f"{path}: not an {kind} (format {fmt} expected)")
+    return blob
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attnrobust.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+from attnrobust.checkpoint import load_blob, model_from_checkpoint, read_checkpoint, save_checkpoint
 from attnrobust.data.prepared import load_prepared, read_meta
 from attnrobust.detect.config import DetectorSpec, RuntimeConfig
 from attnrobust.detect.detector import IQAKDDetector, LogisticHead, feature_names, fit_detector
@@ -109,14 +109,7 @@ def load_detector(detector_dir: Path, name: str, teacher: nn.Module, spec: Detec
     """The fitted detector of ``name`` around ``teacher``; refuses one built for another name,
     teacher or feature set (re-run detector@<name>)."""
     path = Path(detector_dir) / "detector.pt"
-    if not path.is_file():
-        raise UserError(f"{path}: not found; run `dvc repro detector@{name}` first")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise UserError(f"{path}: not a loadable detector ({exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise UserError(f"{path}: not an iqa_kd detector (format {FORMAT} expected)")
+    blob = load_blob(path, "iqa_kd detector", FORMAT, f"not found; run `dvc repro detector@{name}` first")
     found = (blob["detector"], blob["teacher"], blob["features"])
     if found != (name, spec.teacher, spec.fit.features):
         raise UserError(f"{path}: built for detector '{found[0]}' (teacher '{found[1]}', features {found[2]}), not "

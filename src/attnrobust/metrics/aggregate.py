@@ -22,13 +22,14 @@ CURVES = {"robustness_vs_eps": ("eps", "eps_acc"), "robustness_vs_steps": ("step
           "robustness_vs_eps_fg_only": ("eps", "eps_acc_fg_only")}
 
 
-def read_summaries(results_dir: Path, experiments: list[str]) -> dict[str, dict]:
+def read_summaries(results_dir: Path, names: list[str], stage: str = "attack") -> dict[str, dict]:
+    """``{name: <results_dir>/<name>/summary.json}``, each written by ``<stage>@<name>``."""
     out = {}
-    for exp in experiments:
-        path = Path(results_dir) / exp / "summary.json"
+    for name in names:
+        path = Path(results_dir) / name / "summary.json"
         if not path.is_file():
-            raise UserError(f"{path}: missing; run `dvc repro attack@{exp}` first")
-        out[exp] = read_json(path)
+            raise UserError(f"{path}: missing; run `dvc repro {stage}@{name}` first")
+        out[name] = read_json(path)
     return out
 
 

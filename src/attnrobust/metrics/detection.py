@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from attnrobust.errors import UserError
-from attnrobust.io import read_json
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -83,13 +82,9 @@ HEADLINE_KEYS = ("auroc", "tpr_at_5fpr", "success")  # per headline condition, s
 
 def read_detect_summaries(results_dir: Path, detectors: list[str]) -> dict[str, dict]:
     """``{detector: results/detect/<detector>/summary.json}`` for every detector named in params."""
-    out = {}
-    for name in detectors:
-        path = Path(results_dir) / name / "summary.json"
-        if not path.is_file():
-            raise UserError(f"{path}: missing; run `dvc repro detect@{name}` first")
-        out[name] = read_json(path)
-    return out
+    from attnrobust.metrics.aggregate import read_summaries
+
+    return read_summaries(results_dir, detectors, stage="detect")
 
 
 def _round(value) -> float | None:
