@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from attnrobust.attacks.autoattack import MAX_TARGETS, run_autoattack
-from attnrobust.attacks.budget import levels_to_input
+from attnrobust.units import levels_to_input
 from attnrobust.attacks.suite import AttackConfig, run_suite, select_subset
 from attnrobust.checkpoint import load_model
 from attnrobust.config import load_section

@@ -5,10 +5,11 @@ from typing import Annotated
 import typer
 
 from attnrobust import distributed
-from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.evaluation import evaluate_checkpoint
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import load_section
+from attnrobust.provenance import write as write_provenance
 from attnrobust.runtime import resolve_device
 
 app = make_app()
@@ -33,6 +34,7 @@ def main(
         summary = evaluate_checkpoint(experiment, model, prepared, out, cfg)
     if not distributed.is_main():
         return
+    write_provenance(out, device, cfg.precision, upstream=model)
     flag = " (UNRELIABLE: see sanity)" if summary["unreliable"] else ""
     key = "robust_gap" if "robust_gap" in summary else "robust_acc"  # video: GAP@20
     typer.echo(f"attack@{experiment}: {key} {summary[key]:.4f} at eps {cfg.eps}{flag}")

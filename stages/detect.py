@@ -9,6 +9,8 @@ from attnrobust.cli import make_app, run_app
 from attnrobust.config import load_section
 from attnrobust.detect.config import load_spec
 from attnrobust.detect.evaluate import evaluate_detector
+from attnrobust.provenance import write as write_provenance
+from attnrobust.runtime import resolve_device
 
 app = make_app()
 
@@ -26,6 +28,7 @@ def main(
     spec = load_spec(params, detector)
     cfg = load_section(params, "attack", AttackConfig)
     s = evaluate_detector(detector, spec, teacher, model, prepared, out, cfg)
+    write_provenance(out, resolve_device(cfg.device), "fp32", upstream=model)  # detect@ attacks in fp32 (attack.precision: not yet)
     fmt = lambda v: "undefined" if v is None else f"{v:.3f}"  # noqa: E731  (no positives: no AUROC)
     pgd, adaptive = s["attacks"]["pgd"][str(cfg.eps)], s["adaptive"]
     flag = " (UNRELIABLE: see sanity)" if s["unreliable"] else ""

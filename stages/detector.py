@@ -7,6 +7,8 @@ import typer
 from attnrobust.cli import make_app, run_app
 from attnrobust.detect.build import build_detector
 from attnrobust.detect.config import load_runtime, load_spec
+from attnrobust.provenance import write as write_provenance
+from attnrobust.runtime import resolve_device
 
 app = make_app()
 
@@ -21,7 +23,9 @@ def main(
 ) -> None:
     """Read `detectors.<detector>` and `train.device`/`train.threads`; the classifier is never retrained."""
     spec = load_spec(params, detector)
-    info = build_detector(detector, spec, load_runtime(params), teacher, prepared, out)
+    runtime = load_runtime(params)
+    info = build_detector(detector, spec, runtime, teacher, prepared, out)
+    write_provenance(out, resolve_device(runtime.device), "fp32", upstream=teacher)  # the student and detector train in fp32
     typer.echo(f"detector@{detector}: student agreement {info['student_agreement_heldout']:.3f}, "
                f"training AUROC {info['train_auroc']:.3f} -> {out}")
 

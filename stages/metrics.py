@@ -11,6 +11,7 @@ from attnrobust.metrics.aggregate import headline_metrics, read_summaries, write
 from attnrobust.errors import UserError
 from attnrobust.metrics.claims import evaluate_claims
 from attnrobust.metrics.detection import detection_headline, read_detect_summaries, write_roc
+from attnrobust.provenance import gather
 
 app = make_app()
 
@@ -25,12 +26,17 @@ def main(
         "results/detect"),
     detection: Annotated[Path, typer.Option(help="Detector metrics JSON to write.")] = Path(
         "metrics/detection.json"),
+    verdicts: Annotated[Path | None, typer.Option(help="Verdicts JSON to write (short words, for `dvc metrics "
+                                                       "diff`); default: verdicts.json beside --claims.")] = None,
+    env: Annotated[Path | None, typer.Option(help="Environment JSON to write (what produced the results); "
+                                                  "default: env.json beside --claims.")] = None,
     params: Annotated[Path, typer.Option(help="Params file (reads `experiments` and `detectors` names, "
                                               "and `claims`).")] = Path("params.yaml"),
 ) -> None:
     """Write `{exp: {metric: value}}`, the detectors' table, the robustness and ROC curves, the S3TA
     race table and the claims table."""
     values = read_params(params)
+    verdicts, env = verdicts or claims.with_name("verdicts.json"), env or claims.with_name("env.json")
     experiments = list(get_key(values, "experiments", params))
     detectors = list(values.get("detectors") or {})
     if clash := sorted(set(experiments) & set(detectors)):
@@ -46,7 +52,10 @@ def main(
     write_race(plots / "race.csv", summaries)
     write_roc(plots / "roc.csv", detect, detectors)
     table = evaluate_claims({**summaries, **detected}, get_key(values, "claims", params))
-    write_json(claims, table)
+    write_json(claims, table)  # with sentences, for the report; verdicts.json is what `metrics diff` shows
+    write_json(verdicts, {key: {"verdict": "holds" if c["holds"] else "fails", "unreliable": c["unreliable"]}
+                          for key, c in table.items()})
+    write_json(env, gather([results / e for e in experiments] + [detect / d for d in detectors]))
     held = sum(c["holds"] for c in table.values())
     typer.echo(f"metrics: {len(summaries)} experiments -> {out}, {len(detected)} detectors -> {detection}; "
                f"claims holding {held}/{len(table)} -> {claims}")

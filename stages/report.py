@@ -30,12 +30,13 @@ def main(
     results: Annotated[Path, typer.Option(help="Dir holding results/attack/<exp>/.")],
     out: Annotated[Path, typer.Option(help="Report dir to (re)write: report.md + figures/.")],
     detect: Annotated[Path | None, typer.Option(help="Dir holding results/detect/<name>/, if any.")] = None,
+    env: Annotated[Path | None, typer.Option(help="metrics/env.json: what produced the results.")] = None,
     params: Annotated[Path, typer.Option(help="Params file (reads `data.source`, `experiments`, `train`).")] = Path(
         "params.yaml"),
 ) -> None:
     """Write the claims table, a headline table per dataset, the figures and the sanity-check failures."""
     inputs = load_inputs(run_info(params), metrics=metrics, claims=claims, plots=plots, results=results,
-                         detect=detect)
+                         detect=detect, env=env)
     summary = build_report(inputs, out)
     typer.echo(f"report: {summary['figures']} figures, {summary['claims']} claims, {summary['missing']} missing "
                f"input(s) -> {out / 'report.md'} ({summary['seconds']}s)")

@@ -8,6 +8,7 @@ from attnrobust import distributed
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import load_section
 from attnrobust.experiment import load_experiment
+from attnrobust.provenance import write as write_provenance
 from attnrobust.runtime import resolve_device
 from attnrobust.training import TrainConfig, experiment_config, train_experiment
 
@@ -35,6 +36,7 @@ def main(
         summary = train_experiment(exp, cfg, prepared, out, live, resume_file=resume)
     if not distributed.is_main():
         return
+    write_provenance(out, device, cfg.precision)
     if resume is not None:
         resume.unlink(missing_ok=True)  # finished: the checkpoint in `out` is the result
     typer.echo(f"train@{experiment}: {summary}")

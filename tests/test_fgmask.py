@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.evaluation import evaluate_checkpoint
 from attnrobust.attacks.pgd import pgd
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.checkpoint import read_checkpoint

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.evaluation import evaluate_checkpoint
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.config import build
 from attnrobust.data.prepared import PreparedSplit, write_prepared
@@ -33,7 +33,7 @@ def test_auto_is_fp32_on_cpu_and_bf16_only_when_asked():
     with pytest.raises(UserError, match="precision"):
         resolve_precision("fp16", CPU)
     with pytest.raises(UserError, match="p.yaml: attack.precision: 'fp16' is not one of"):
-        build(AttackConfig, {"eps": 8, "steps": 2, "precision": "fp16"}, "p.yaml: attack")
+        build(AttackConfig, {**dataclasses.asdict(AttackConfig(eps=8, steps=2)), "precision": "fp16"}, "p.yaml: attack")
     assert build(TrainConfig, {**dataclasses.asdict(CFG), "precision": "bf16"}, "p.yaml: train").precision == "bf16"
 
 

@@ -110,11 +110,35 @@ def test_every_profile_resolves_and_parses_strictly(tmp_path, profile):
         build_model(exp.model, **(video if exp.dataset == "video" else image), **exp.model_args)
 
 
-def test_tiny_profile_shrinks_every_experiment():
-    """Without an entry an experiment trains at full size in the end-to-end test."""
+def test_tiny_profile_shrinks_every_experiment_by_rule(tmp_path):
+    """Without a rule for its model an experiment would train at full size in the end-to-end test;
+    the rules name models and methods, never an experiment."""
     tiny = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
-    assert set(tiny["experiments"]) == set(BASE["experiments"]), "add the experiment to profiles/tiny.yaml"
-    assert all("model_args" in e and e["train"]["epochs"] <= 2 for e in tiny["experiments"].values())
+    assert all(key == "*" or "=" in key for key in tiny["experiments"]), "rules only, no experiment names"
+    resolved = read_params(_params(tmp_path, "tiny"))["experiments"]
+    for name, exp in resolved.items():
+        assert f"model={exp['model']}" in tiny["experiments"], f"{name}: add a model={exp['model']} rule"
+        assert exp["model_args"] and exp["train"]["epochs"] <= 2, name
+
+
+def test_rules_apply_in_order_of_generality_and_names_win():
+    from attnrobust.config import expand_experiment_rules
+
+    experiments = {"a": {"dataset": "gtsrb", "method": "pgd_at", "model": "cnn"},
+                   "b": {"dataset": "video", "method": "standard", "model": "vt"}}
+    overlay = {"*": {"x": 1, "y": 1}, "dataset=gtsrb": {"y": 2}, "model=cnn": {"y": 3, "z": {"w": 1}},
+               "a": {"z": {"v": 2}}}
+    assert expand_experiment_rules(experiments, overlay) == {"a": {"x": 1, "y": 3, "z": {"w": 1, "v": 2}},
+                                                             "b": {"x": 1, "y": 1}}
+
+
+def test_a_rule_cannot_change_the_dataset(tmp_path):
+    path = _params(tmp_path, "tiny")
+    tiny = yaml.safe_load((tmp_path / "profiles" / "tiny.yaml").read_text())
+    tiny["experiments"]["model=cnn"]["dataset"] = "coco"
+    (tmp_path / "profiles" / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    with pytest.raises(UserError, match="cannot change an experiment's dataset"):
+        read_params(path)
 
 
 def test_full_profile_is_real_data_at_paper_like_sizes(tmp_path):
@@ -122,5 +146,6 @@ def test_full_profile_is_real_data_at_paper_like_sizes(tmp_path):
     assert params["data"]["source"] == "real" and params["attack"]["suite"] == "standard"
     assert params["attack"]["n_samples"] == 0 and params["train"]["epochs"] > BASE["train"]["epochs"]
     assert params["attack"]["eps"] == BASE["attack"]["eps"]  # not overridden: `-S attack.eps=4` keeps working
-    s3ta, baseline = params["experiments"]["gtsrb_s3ta"], params["experiments"]["gtsrb_pgd_at_rt"]
-    assert s3ta["model_args"]["width"] == baseline["model_args"]["width"]  # S3TA's comparison: the same trunk
+    for pair in params["claims"]["s3ta"] or BASE["claims"]["s3ta"]:  # S3TA's comparison: the same trunk
+        s3ta, baseline = params["experiments"][pair["s3ta"]], params["experiments"][pair["baseline"]]
+        assert s3ta["model_args"]["width"] == baseline["model_args"]["width"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attnrobust import training
-from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.evaluation import evaluate_checkpoint
 from attnrobust.attacks.heads import HeadsView, head_loss, head_misclassified, mim, run_head_attacks
 from attnrobust.attacks.pgd import pgd
 from attnrobust.attacks.suite import AttackConfig

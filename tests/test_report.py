@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT
-from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.evaluation import evaluate_checkpoint
 from attnrobust.attacks.examples import adversarial_examples
 from attnrobust.attacks.race import attention_examples
 from attnrobust.attacks.suite import AttackConfig
@@ -30,7 +30,7 @@ CFG = AttackConfig(eps=8, steps=2, n_samples=0, batch_size=16, eps_sweep=[4], st
                    race_glances=[1, 2], attention_examples=3, device="cpu")
 
 
-def _check(passed: bool) -> dict:
+def check(passed: bool) -> dict:
     return {"passed": passed, "rule": "a rule", "value": [0.5, 0.25]}
 
 
@@ -39,7 +39,7 @@ def _image_summary(acc: float, unreliable: bool = False, glances: list[int] | No
          "pgd_acc": acc / 3, "pgd_targeted_acc": acc / 2, "targeted_success": 0.1, "robust_acc": acc / 4,
          "curves": {"eps": [0, 4, 8, 255], "eps_acc": [acc, acc / 2, acc / 3, 0.0], "steps": [5, 10],
                     "steps_acc": [acc / 3, acc / 3]},
-         "sanity": {"eps_monotone": _check(True), "converged": _check(not unreliable)}, "unreliable": unreliable}
+         "sanity": {"eps_monotone": check(True), "converged": check(not unreliable)}, "unreliable": unreliable}
     g = glances or [0]
     s["race"] = {"n": 20, "glances": g, "steps": [10, 50], "trained_glances": g[-1],
                  "acc": [[acc / 2, acc / 3]] * len(g), "worst_acc": [[acc / 3, acc / 4]] * len(g)}
@@ -50,7 +50,7 @@ def _video_summary() -> dict:
     return {"n": 12, "eps": 8, "steps": 10, "restarts": 1, "clean_gap": 0.9, "fgsm_gap": 0.5, "pgd_gap": 0.4,
             "robust_gap": 0.35, "curves": {"eps": [0, 8, 255], "eps_gap": [0.9, 0.4, 0.2], "steps": [5, 10],
                                            "steps_gap": [0.4, 0.4]},
-            "sanity": {"eps_monotone": _check(True)}, "unreliable": False}
+            "sanity": {"eps_monotone": check(True)}, "unreliable": False}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def workspace(tmp_path_factory):
         "eps": 8, "n": 20, "clean": {"acc": 0.9, "accepted_acc": 0.92, "student_agreement": 0.8},
         "attacks": {"pgd": {"8": {"auroc": 0.875, "tpr_at_5fpr": 0.5, "success": 0.1}}},
         "adaptive": {"auroc": 0.625, "tpr_at_5fpr": 0.2, "success": 0.4},
-        "corruptions": {"noise": {"0.1": {"auroc": 0.5}}}, "sanity": {"nonzero_gradients": _check(False)},
+        "corruptions": {"noise": {"0.1": {"auroc": 0.5}}}, "sanity": {"nonzero_gradients": check(False)},
         "unreliable": True})
     torch.manual_seed(0)
     model = build_model("s3ta", **KW, width=4, key_dim=4, value_dim=4, hidden=8, glances=2).eval()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from attnrobust.attacks.evaluate import evaluate_checkpoint
+from attnrobust.evaluation import evaluate_checkpoint
 from attnrobust.attacks.race import race_sanity, race_step_size, run_race, with_glances
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.checkpoint import load_model

@@ -60,7 +60,8 @@ def test_stages_chain_fetch_masks_train_attack_metrics(params, tmp_path):
                                           str(t / "c.json"), "--plots", str(t / "plots"), "--params", str(params)]))
     assert set(json.loads((t / "m.json").read_text())) == {"tiny"}
     assert json.loads((t / "c.json").read_text()) == {}  # no configured claim has all its experiments here
-    assert (t / "plots" / "robustness_vs_eps.csv").read_text().startswith("eps,tiny")
+    assert (t / "plots" / "robustness_vs_eps.csv").read_text().startswith("experiment,eps,acc\ntiny,0,")
+    assert json.loads((t / "verdicts.json").read_text()) == {} and (t / "env.json").is_file()  # beside c.json
     # a checkpoint from another experiment is refused by name
     result = runner.invoke(attack_stage.app, ["--experiment", "other", "--model", str(t / "models" / "tiny"),
                                               "--prepared", str(t / "prep"), "--out", str(t / "r2"),

@@ -13,8 +13,8 @@ import torch  # noqa: F401  (import torch before decord: the other order segfaul
 from attnrobust.errors import UserError
 from attnrobust.video import synthetic
 from attnrobust.video.decode import list_clips, list_kinetics, read_frames, sample_indices
+from attnrobust.video.feature_store import QUANT_STEP
 from attnrobust.video.features import (
-    QUANT_STEP,
     FeaturesConfig,
     dequantize,
     extract_features,

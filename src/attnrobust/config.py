@@ -70,7 +70,32 @@ def apply_profile(params: dict[str, Any], path: Path) -> dict[str, Any]:
                         "fix the name or add the overlay")
     overlay = _read_mapping(overlay_path)
     _check_overlay(params, overlay, overlay_path)
-    return deep_merge(params, overlay)
+    experiments = expand_experiment_rules(params.get("experiments") or {}, overlay["experiments"])
+    return deep_merge(params, {**overlay, "experiments": experiments})
+
+
+# Rules in a profile's `experiments`, applied in this order before entries named by experiment:
+# `"*"` (every experiment), then `dataset=<d>`, `method=<m>` and `model=<m>` (those that match).
+RULE_FIELDS = ("dataset", "method", "model")
+
+
+def _rule_field(key: str) -> str | None:
+    field, sep, _ = key.partition("=")
+    return field if sep and field in RULE_FIELDS else None
+
+
+def expand_experiment_rules(experiments: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """The per-experiment overrides that ``overlay`` (a profile's ``experiments``) means: rules
+    (``"*"``, ``dataset=``/``method=``/``model=<value>``) merged in order of generality, then the
+    entries named by experiment. So a profile shrinks every experiment, including one added to
+    params.yaml later, without naming it."""
+    out = {}
+    for name, values in experiments.items():
+        merged: dict[str, Any] = dict(overlay.get("*") or {})
+        for field in RULE_FIELDS:
+            merged = deep_merge(merged, overlay.get(f"{field}={values.get(field)}") or {})
+        out[name] = deep_merge(merged, overlay.get(name) or {})
+    return {name: values for name, values in out.items() if values}
 
 
 def _check_overlay(params: dict[str, Any], overlay: dict[str, Any], where: Path) -> None:
@@ -86,13 +111,15 @@ def _check_overlay(params: dict[str, Any], overlay: dict[str, Any], where: Path)
     experiments = overlay["experiments"]
     if not isinstance(experiments, dict):
         raise UserError(f"{where}: experiments: expected a mapping of experiment -> overrides")
-    if added := sorted(set(experiments) - set(params.get("experiments") or {})):
+    rules = {k for k in experiments if k == "*" or _rule_field(k)}
+    if added := sorted(set(experiments) - rules - set(params.get("experiments") or {})):
         raise UserError(f"{where}: experiments: {', '.join(added)} not in params.yaml; a profile changes "
-                        "experiments but cannot add or remove them (add it to params.yaml)")
+                        "experiments but cannot add or remove them (add it to params.yaml), or is a rule: "
+                        "'*', dataset=<d>, method=<m> or model=<m>")
     for exp, values in experiments.items():
         if not isinstance(values, dict):
             raise UserError(f"{where}: experiments.{exp}: expected a mapping of overrides")
-        if "dataset" in values and values["dataset"] != params["experiments"][exp].get("dataset"):
+        if "dataset" in values and (exp in rules or values["dataset"] != params["experiments"][exp].get("dataset")):
             raise UserError(f"{where}: experiments.{exp}.dataset: a profile cannot change an experiment's dataset "
                             "(dvc.yaml wires it to its data); add a new experiment to params.yaml instead")
 
@@ -116,12 +143,18 @@ def get_key(params: dict[str, Any], dotted: str, source: Path | str) -> Any:
     return node
 
 
-def build(cls: type[T], values: Any, where: str) -> T:
+def build(cls: type[T], values: Any, where: str, *, defaults: bool = False) -> T:
     """Build dataclass ``cls`` from a mapping, recursively and strictly.
 
     ``where`` is the dotted key path plus file, used in every error message, e.g.
     ``"params.yaml: attack"``. Nested dataclass fields, ``list[...]``, ``dict[str, ...]``
     and ``Literal`` fields are checked; ints are accepted where floats are expected.
+
+    A params section must carry every key of its dataclass: a missing key is an error, never
+    a silent fall-back to the code's default (``tests/test_config.py`` also checks that those
+    defaults, kept for the Python API, equal params.yaml). ``defaults=True`` lets fields with a
+    default be omitted; only a method's own keys in ``experiments.<exp>`` use it, where an
+    omitted key is the method's documented default.
     """
     if not isinstance(values, dict):
         raise UserError(f"{where}: expected a mapping, got {type(values).__name__}")
@@ -134,21 +167,22 @@ def build(cls: type[T], values: Any, where: str) -> T:
     for name, field in fields.items():
         if name not in values:
             has_default = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
-            if has_default:
+            if defaults and has_default:
                 continue
-            raise UserError(f"{where}: missing key '{name}'")
-        kwargs[name] = _coerce(hints[name], values[name], f"{where}.{name}")
+            raise UserError(f"{where}: missing key '{name}' (add it to the params file; see params.yaml for its "
+                            "meaning and the value the default pipeline uses)")
+        kwargs[name] = _coerce(hints[name], values[name], f"{where}.{name}", defaults)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:  # __post_init__ range checks
         raise UserError(f"{where}: {exc}") from exc
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _coerce(tp: Any, value: Any, where: str, defaults: bool = False) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
+        return build(tp, value, where, defaults=defaults)
     if origin is typing.Literal:
         if value not in args:
             raise UserError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -161,7 +195,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(arg, value, where)
+                return _coerce(arg, value, where, defaults)
             except UserError as exc:
                 errors.append(str(exc))
         raise UserError(errors[0] if errors else f"{where}: invalid value {value!r}")
@@ -169,12 +203,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise UserError(f"{where}: expected a list, got {value!r}")
         item = args[0] if args else Any
-        out = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        out = [_coerce(item, v, f"{where}[{i}]", defaults) for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
     if origin is dict:
         if not isinstance(value, dict):
             raise UserError(f"{where}: expected a mapping, got {value!r}")
-        return {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _coerce(args[1], v, f"{where}.{k}", defaults) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float:

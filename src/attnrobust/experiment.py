@@ -62,7 +62,7 @@ def parse_experiment(name: str, values: Any, where: str) -> Experiment:
     if not isinstance(train, dict):
         raise UserError(f"{where}.train: expected a mapping of `train` keys to override")
     own = {k: v for k, v in values.items() if k not in _COMMON}
-    method_config = build(method.config, own, f"{where} (method {method.name})")
+    method_config = build(method.config, own, f"{where} (method {method.name})", defaults=True)
     return Experiment(name, values["dataset"], values["method"], values["model"], dict(model_args), method_config,
                       dict(train))
 

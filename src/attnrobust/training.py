@@ -32,7 +32,7 @@ class TrainConfig:
     weight_decay: float  # decoupled (AdamW) weight decay
     seed: int  # seeds init, shuffling and training-time attacks
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    threads: int = 2  # torch CPU threads; 0 = torch's default
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # forward passes: auto = bf16 autocast on CUDA, else fp32
     nproc: int = 1  # processes (GPUs) per machine; > 1 = DistributedDataParallel under torchrun, same global batch
 

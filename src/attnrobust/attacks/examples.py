@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
+from attnrobust.units import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import pgd, random_targets
 
 

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnrobust import distributed
-from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
-from attnrobust.attacks.pgd import _per_sample, _project, eval_no_param_grad, misclassified, pgd
-from attnrobust.attacks.sanity import _check, _monotone, gradient_norms, tolerance
+from attnrobust.units import Domain, input_bounds, levels_to_input
+from attnrobust.attacks.pgd import per_sample, project, eval_no_param_grad, misclassified, pgd
+from attnrobust.attacks.sanity import check, monotone, gradient_norms, tolerance
 from attnrobust.attacks.suite import per_sample_worst
 
 SINGLE = "single"  # the one head of a model without ``forward_heads``
@@ -105,7 +105,7 @@ def mim(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, step_
     input units. ``g <- g + grad / mean|grad|`` (per sample), ``x <- x + step_size * sign(g)``,
     projected onto the eps-ball and ``bounds``; points already misclassified stop there."""
     x0 = x.detach()
-    eps_t, alpha = _per_sample(eps, len(x0), x0), _per_sample(step_size, len(x0), x0)
+    eps_t, alpha = per_sample(eps, len(x0), x0), per_sample(step_size, len(x0), x0)
     mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x0.shape).to(x0)
     x_adv, momentum = x0.clone(), torch.zeros_like(x0)
     active = torch.arange(len(x0), device=x0.device)
@@ -125,7 +125,7 @@ def mim(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, step_
             step = alpha[active] * momentum[active].sign()
             if mask is not None:
                 step = step * mask[active]
-            x_adv[active] = _project(x_adv[active] + step, x0[active], eps_t[active], bounds)
+            x_adv[active] = project(x_adv[active] + step, x0[active], eps_t[active], bounds)
     return x_adv.detach()
 
 
@@ -251,11 +251,10 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
                                                                            device)}
     summary["sanity"] = {**full["sanity"], **_head_checks(view, results, eps_values, x, y, cfg, device)}
     summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
-    summary["head_attacks"]["runtime_s"] = round(time.perf_counter() - t0, 2)
     shown = "; ".join(f"{h}: " + " ".join(f"{a} {s[f'{a}_acc_eps{e}']:.3f}@{e}" for e in eps_values
                                           for a in ("bim", "mim")) for h, s in results.items())
     print(f"[attack] heads ({shown}); worst with heads folded in {summary['robust_acc']:.3f} "
-          f"({summary['head_attacks']['runtime_s']}s)", file=sys.stderr)
+          f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     return summary, {**full_columns, **{k: v.numpy().astype("int64") for k, v in cols.items()}}
 
 
@@ -269,9 +268,9 @@ def _head_checks(view: HeadsView, results: dict, eps_values: list[int], x: Tenso
                                                                loss_fn=head_loss(heads, loss)) == 0).sum())
                 for h in heads for loss in attack_losses(heads, h)}
     return {
-        "heads_eps_monotone": _check(all(_monotone(c, tol) for c in curves.values()), curves,
+        "heads_eps_monotone": check(all(monotone(c, tol) for c in curves.values()), curves,
                                      f"every head's accuracy under each attack non-increasing in eps (tol {tol:.3f})"),
-        "heads_nonzero_gradients": _check(not any(zero.values()), zero,
+        "heads_nonzero_gradients": check(not any(zero.values()), zero,
                                           "no sample has an all-zero input gradient of any head's attack losses"),
     }
 

@@ -21,7 +21,6 @@ adversarial examples (``attention.npz`` for the report).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -29,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from attnrobust import distributed
-from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
+from attnrobust.units import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import pgd, random_targets
-from attnrobust.attacks.sanity import _check, _monotone, tolerance
+from attnrobust.attacks.sanity import check, monotone, tolerance
 from attnrobust.runtime import progress
 
 NO_GLANCES = 0  # the glances value recorded for a model without attention steps
@@ -127,10 +126,10 @@ def race_sanity(race: dict, n: int) -> dict[str, dict]:
     tol = tolerance(n)
     pairs = [(a, t) for row_a, row_t in zip(race["acc"], race["transfer_acc"]) for a, t in zip(row_a, row_t)]
     return {
-        "race_steps_monotone": _check(all(_monotone(row, tol) for row in race["acc"]), race["acc"],
+        "race_steps_monotone": check(all(monotone(row, tol) for row in race["acc"]), race["acc"],
                                       f"race: accuracy non-increasing in attack steps at every glances "
                                       f"(tol {tol:.3f})"),
-        "race_whitebox_beats_transfer": _check(all(a <= t + tol for a, t in pairs), race["transfer_acc"],
+        "race_whitebox_beats_transfer": check(all(a <= t + tol for a, t in pairs), race["transfer_acc"],
                                                "race: white-box accuracy <= accuracy under examples transferred "
                                                f"from the trained glances + tol, in every cell (tol {tol:.3f})"),
     }
@@ -161,7 +160,6 @@ def run_race(model: nn.Module, x: Tensor, y: Tensor, cfg, *, num_classes: int, d
              domain: Domain = Domain.IMAGE) -> tuple[dict, dict[str, np.ndarray]]:
     """The race grid on a seeded subset of ``cfg.race_samples`` of (x, y) and, for attention models,
     the attention maps of ``cfg.attention_examples`` of them. Returns (race summary, npz arrays or {})."""
-    t0 = time.perf_counter()
     n = len(y) if cfg.race_samples == 0 else min(cfg.race_samples, len(y))
     order = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(y))[:n])  # unsorted: any k are random
     x, y = x[order], y[order]
@@ -175,5 +173,4 @@ def run_race(model: nn.Module, x: Tensor, y: Tensor, cfg, *, num_classes: int, d
     if hasattr(model, "forward_with_attention") and cfg.attention_examples:
         k = cfg.attention_examples
         attention = attention_examples(model, x[:k], y[:k], targets[:k], cfg, device=device, domain=domain)
-    race["runtime_s"] = round(time.perf_counter() - t0, 2)
     return race, attention

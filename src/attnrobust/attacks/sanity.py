@@ -10,21 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnrobust.units import tolerance  # noqa: F401  (checks and claims share one tolerance)
 
-def _check(passed: bool, value, rule: str) -> dict:
+
+def check(passed: bool, value, rule: str) -> dict:
     return {"passed": bool(passed), "value": value, "rule": rule}
 
 
-def tolerance(n: int) -> float:
-    """max(1 pp, 2 samples): what a few random-start flips on ``n`` samples can move a score.
-
-    Plus 1e-6, so that a difference of exactly 2 samples (0.30 - 0.29 is 0.0100000x in float32)
-    counts as within tolerance, as the rule says.
-    """
-    return max(0.01, 2.0 / max(n, 1)) + 1e-6
-
-
-def _monotone(values: list[float], tol: float) -> bool:
+def monotone(values: list[float], tol: float) -> bool:
     return all(b <= a + tol for a, b in zip(values, values[1:]))
 
 
@@ -55,9 +48,9 @@ def output_checks(model: nn.Module, x: Tensor, device, multilabel: bool = False)
     rows_sum_to_one = multilabel or torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-4)
     probs_like = bool((a >= 0).all() and (a <= 1).all() and rows_sum_to_one)
     return {
-        "deterministic": _check(torch.allclose(a, b, atol=1e-4), float((a - b).abs().max()),
+        "deterministic": check(torch.allclose(a, b, atol=1e-4), float((a - b).abs().max()),
                                 "two clean forward passes give the same logits (atol 1e-4)"),
-        "outputs_are_logits": _check(not probs_like, probs_like, "outputs are not already softmax probabilities"),
+        "outputs_are_logits": check(not probs_like, probs_like, "outputs are not already softmax probabilities"),
     }
 
 
@@ -66,12 +59,12 @@ def trend_checks(eps_curve: list[float], steps_curve: list[float], fgsm: float, 
     """The checks on a score that a stronger attack can only lower (accuracy, GAP): the eps and
     steps curves are non-increasing, the last increase of steps has converged, FGSM is weaker than PGD."""
     return {
-        "eps_monotone": _check(_monotone(eps_curve, tol), eps_curve, f"{metric} non-increasing in eps (tol {tol:.3f})"),
-        "steps_monotone": _check(_monotone(steps_curve, tol), steps_curve,
+        "eps_monotone": check(monotone(eps_curve, tol), eps_curve, f"{metric} non-increasing in eps (tol {tol:.3f})"),
+        "steps_monotone": check(monotone(steps_curve, tol), steps_curve,
                                  f"more PGD steps never help the defender (tol {tol:.3f})"),
-        "converged": _check(len(steps_curve) < 2 or steps_curve[-2] - steps_curve[-1] <= tol, steps_curve[-2:],
+        "converged": check(len(steps_curve) < 2 or steps_curve[-2] - steps_curve[-1] <= tol, steps_curve[-2:],
                             f"the last increase of steps drops {metric} by at most {tol:.3f}"),
-        "fgsm_weaker_than_pgd": _check(fgsm >= pgd - tol, [fgsm, pgd], f"{metric}(FGSM) >= {metric}(PGD) - tol"),
+        "fgsm_weaker_than_pgd": check(fgsm >= pgd - tol, [fgsm, pgd], f"{metric}(FGSM) >= {metric}(PGD) - tol"),
     }
 
 
@@ -86,16 +79,16 @@ def run_sanity_checks(model, x, y, cols: dict[str, Tensor], curves: dict, cfg, *
         zero = int((gradient_norms(model, x, y, device, cfg.batch_size) == 0).sum())
     checks = trend_checks(curves["eps_acc"], curves["steps_acc"], acc["fgsm_correct"], acc["pgd_correct"], tol)
     checks |= {
-        "whole_box_zero": _check(whole <= min(0.01, 1.0 / num_classes) + 1.0 / max(n, 1), whole,
+        "whole_box_zero": check(whole <= min(0.01, 1.0 / num_classes) + 1.0 / max(n, 1), whole,
                                  "accuracy at the whole-box budget is ~0 (below 1% and below chance)"),
-        "targeted_weaker_than_untargeted": _check(
+        "targeted_weaker_than_untargeted": check(
             acc["pgd_targeted_correct"] >= acc["pgd_correct"] - tol,
             [acc["pgd_targeted_correct"], acc["pgd_correct"]], "acc(random-targeted PGD) >= acc(PGD) - tol"),
-        "nonzero_gradients": _check(zero == 0, zero, "no sample has an all-zero input gradient at the clean point"),
+        "nonzero_gradients": check(zero == 0, zero, "no sample has an all-zero input gradient at the clean point"),
     }
     checks.update(output_checks(model, x, device))
     if cfg.eot_samples > 1 and not checks["deterministic"]["passed"]:  # as AutoAttack's `rand` version skips it
-        checks["deterministic"] = _check(True, checks["deterministic"]["value"],
+        checks["deterministic"] = check(True, checks["deterministic"]["value"],
                                          f"randomised logits, attacked with EOT over {cfg.eot_samples} passes")
     return checks
 
@@ -115,6 +108,6 @@ def square_check(white_box_correct: Tensor, square_correct: Tensor) -> dict:
     acc_white = float(white_box.float().mean()) if n else float("nan")
     acc_square = float((white_box & (square_correct[ran] == 1)).float().mean()) if n else float("nan")
     tol = max(0.002, 1.0 / max(n, 1))
-    return _check(not n or acc_square >= acc_white - tol - 1e-9, [acc_square, acc_white],
+    return check(not n or acc_square >= acc_white - tol - 1e-9, [acc_square, acc_white],
                   f"acc(white-box + Square) >= acc(white-box) - {tol:.3f}: Square breaks at most that "
                   f"share of the points every white-box attack left standing")

@@ -23,6 +23,8 @@ levels; padded frames and the validity flag are never perturbed):
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sys
 import time
 
@@ -32,12 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnrobust import distributed
-from attnrobust.attacks.budget import whole_box_levels
-from attnrobust.attacks.sanity import _check, gradient_norms, output_checks, tolerance, trend_checks
+from attnrobust.units import whole_box_levels
+from attnrobust.attacks.sanity import check, gradient_norms, output_checks, tolerance, trend_checks
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.metrics.multilabel import gap_at_k, hit_at_1, mean_average_precision
 from attnrobust.runtime import progress
-from attnrobust.tasks import Task
+
+if TYPE_CHECKING:  # the task is passed in; attacks sit below tasks in the import graph
+    from attnrobust.tasks import Task
 
 TOP_K = 20  # GAP@20, as YouTube-8M
 
@@ -128,12 +132,12 @@ def _video_sanity(model, x, y, scores, curves, cfg, device, task, whole_box) -> 
     checks = trend_checks(curves["eps_gap"], curves["steps_gap"], scores["fgsm"]["gap"], scores["pgd"]["gap"],
                           tol, metric="GAP")
     whole, chance = curves["eps_gap"][curves["eps"].index(whole_box)], chance_gap(y, cfg.seed)
-    checks["whole_box_chance"] = _check(whole <= chance + tol, [whole, chance],
+    checks["whole_box_chance"] = check(whole <= chance + tol, [whole, chance],
                                         f"GAP at the whole-box budget is at most chance GAP + {tol:.3f}")
     with torch.enable_grad():
         norms = gradient_norms(model, x, y, device, cfg.batch_size, task.attack_loss, task.perturb_mask)
     zero = int((norms == 0).sum())
-    checks["nonzero_gradients"] = _check(zero == 0, zero, "no video has an all-zero input gradient at the clean point")
+    checks["nonzero_gradients"] = check(zero == 0, zero, "no video has an all-zero input gradient at the clean point")
     checks.update(output_checks(model, x, device, multilabel=True))
     return checks
 
@@ -166,11 +170,10 @@ def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *
         "fgsm_gap": scores["fgsm"]["gap"], "pgd_gap": scores["pgd"]["gap"], "pgd_hit1": scores["pgd"]["hit1"],
         "pgd_map": scores["pgd"]["map"], "robust_gap": robust_gap, "curves": curves, "sanity": checks,
         "unreliable": not all(c["passed"] for c in checks.values()),
-        "runtime_s": round(time.perf_counter() - t0, 2),
     }
     print(f"[attack] n={n} clean GAP {summary['clean_gap']:.3f} fgsm {summary['fgsm_gap']:.3f} "
           f"pgd {summary['pgd_gap']:.3f} worst {summary['robust_gap']:.3f}"
-          f"{' UNRELIABLE' if summary['unreliable'] else ''} ({summary['runtime_s']}s)", file=sys.stderr)
+          f"{' UNRELIABLE' if summary['unreliable'] else ''} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     columns = {f"{name}_hit": _top1_hit(value, y) for name, value in logits.items()}
     columns["num_labels"] = y.sum(1)
     return summary, {k: v.numpy().astype(np.int64) for k, v in columns.items()}

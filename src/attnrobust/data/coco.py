@@ -67,8 +67,8 @@ CROWD_ID_OFFSET = 900_000_000_000  # real COCO crowd annotations have ids around
 class CocoSynthConfig:
     """Size and difficulty of the synthetic COCO mimic. Sizes are pixels of the written JPEGs."""
 
-    train_images: int = 1200  # images in train2017 (a few have no annotations)
-    val_images: int = 300  # images in val2017
+    train_images: int = 1000  # images in train2017 (a few have no annotations)
+    val_images: int = 250  # images in val2017
     image_size: int = 64  # longer side of every image; the shorter side is 75-100% of it
     min_objects: int = 2  # annotated non-crowd objects per image, the dominant one included
     max_objects: int = 4

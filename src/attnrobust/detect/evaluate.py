@@ -48,9 +48,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attnrobust.attacks.budget import levels_to_input
+from attnrobust.units import levels_to_input
 from attnrobust.attacks.pgd import fgsm, pgd, random_targets
-from attnrobust.attacks.sanity import _check, tolerance
+from attnrobust.attacks.sanity import check, tolerance
 from attnrobust.attacks.suite import AttackConfig, select_subset
 from attnrobust.data.prepared import load_prepared
 from attnrobust.detect.build import _check_dataset, load_detector, load_teacher
@@ -202,7 +202,7 @@ def _gradient_check(detector: IQAKDDetector, x: Tensor, device, batch_size: int)
         with torch.enable_grad():
             grad = torch.autograd.grad(detector(xb).sum(), xb)[0]
         zero += int((grad.abs().flatten(1).sum(1) == 0).sum())
-    return _check(zero == 0, zero, "no sample has an all-zero input gradient of the detector score")
+    return check(zero == 0, zero, "no sample has an all-zero input gradient of the detector score")
 
 
 class _Conditions:
@@ -289,14 +289,13 @@ def evaluate_detector(name: str, spec: DetectorSpec, teacher_dir: Path, detector
     summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
     summary["headline"] = {"pgd_auroc": summary["attacks"]["pgd"][str(cfg.eps)]["auroc"],
                            "adaptive_auroc": summary["adaptive"]["auroc"]}
-    summary["runtime_s"] = round(time.perf_counter() - t0, 2)
     with replace_dir(out_dir) as staging:
         write_json(staging / "summary.json", summary)
         with open(staging / "roc.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["attack", "fpr", "tpr"])
             writer.writerows(run.roc)
-    _report(summary)
+    _report(summary, time.perf_counter() - t0)
     return summary
 
 
@@ -306,20 +305,20 @@ def _sanity(run: _Conditions, summary: dict, cfg: AttackConfig) -> dict:
     adaptive = summary["adaptive"]["success"]
     again = observe(run.detector, run.x, run.device, cfg.batch_size)
     return {
-        "adaptive_no_weaker": _check(adaptive >= plain - tol, [adaptive, plain],
+        "adaptive_no_weaker": check(adaptive >= plain - tol, [adaptive, plain],
                                      f"success(adaptive) >= success(PGD ignoring the detector) - {tol:.3f}"),
         "detector_gradients_nonzero": _gradient_check(run.detector, run.x, run.device, cfg.batch_size),
-        "deterministic": _check(torch.allclose(again.score, run.clean.score, atol=1e-4),
+        "deterministic": check(torch.allclose(again.score, run.clean.score, atol=1e-4),
                                 float((again.score - run.clean.score).abs().max()) if len(run.y) else 0.0,
                                 "two passes give the same detector scores (atol 1e-4)"),
     }
 
 
-def _report(s: dict) -> None:
+def _report(s: dict, seconds: float) -> None:
     eps = str(s["eps"])
     pgd_row, ad = s["attacks"]["pgd"][eps], s["adaptive"]
     fmt = lambda v: "undefined" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"[detect {s['detector']}] n={s['n']} clean acc {fmt(s['clean']['acc'])} (accepted "
           f"{fmt(s['clean']['accepted_acc'])}); PGD@{eps} AUROC {fmt(pgd_row['auroc'])} success "
           f"{fmt(pgd_row['success'])}; adaptive AUROC {fmt(ad['auroc'])} success {fmt(ad['success'])}"
-          f"{' UNRELIABLE' if s['unreliable'] else ''} ({s['runtime_s']}s)", file=sys.stderr)
+          f"{' UNRELIABLE' if s['unreliable'] else ''} ({seconds:.1f}s)", file=sys.stderr)

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnrobust.attacks.budget import input_bounds, levels_to_input
+from attnrobust.units import input_bounds, levels_to_input
 from attnrobust.attacks.pgd import pgd
 from attnrobust.errors import UserError
 from attnrobust.methods.base import Batch, Method

@@ -1,8 +1,8 @@
 """Gather every ``results/attack/<exp>/summary.json`` into the git-tracked metrics and plot tables.
 
 ``metrics/robustness.json`` is shallow, ``{exp: {metric: value}}``, so ``dvc metrics diff``
-shows one line per experiment and metric. Plot tables are wide CSVs (one column per experiment)
-that the static ``plots:`` section of dvc.yaml points at.
+shows one line per experiment and metric. Plot tables are long CSVs (an ``experiment`` column)
+that the static ``plots:`` section of dvc.yaml points at without naming any experiment.
 """
 from __future__ import annotations
 
@@ -50,23 +50,24 @@ def headline_metrics(summaries: dict[str, dict]) -> dict[str, dict]:
     return metrics
 
 
-def write_curve(path: Path, summaries: dict[str, dict], x_key: str, y_key: str) -> None:
-    """Wide CSV: one row per x value, one column per experiment (blank where not measured).
+def curve_value_name(y_key: str) -> str:
+    """The value column of a curve table: ``eps_acc`` -> ``acc``, ``eps_gap`` -> ``gap``."""
+    return y_key.split("_", 1)[1]
 
-    Only summaries whose curves have ``y_key`` get a column (video has GAP curves, images accuracy).
+
+def write_curve(path: Path, summaries: dict[str, dict], x_key: str, y_key: str) -> None:
+    """Long CSV, ``experiment,<x_key>,<value>``: one row per experiment and measured x, so that
+    dvc.yaml's plot (the ``curves`` template colours by experiment) never names an experiment.
+
+    Only summaries whose curves have ``y_key`` get rows (video has GAP curves, images accuracy).
     """
-    summaries = {exp: s for exp, s in summaries.items() if y_key in s["curves"]}
-    xs = sorted({x for s in summaries.values() for x in s["curves"][x_key]})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([x_key, *summaries])
-        for x in xs:
-            row = [x]
-            for s in summaries.values():
-                lookup = dict(zip(s["curves"][x_key], s["curves"][y_key]))
-                row.append("" if x not in lookup else f"{lookup[x]:.4f}")
-            writer.writerow(row)
+        writer.writerow(["experiment", x_key, curve_value_name(y_key)])
+        for exp, s in summaries.items():
+            if y_key in s["curves"]:
+                writer.writerows([exp, x, f"{y:.4f}"] for x, y in zip(s["curves"][x_key], s["curves"][y_key]))
 
 
 def write_curves(plots_dir: Path, summaries: dict[str, dict]) -> list[Path]:

@@ -14,27 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from attnrobust.attacks.sanity import tolerance  # noqa: F401  (claims and checks share one tolerance)
 from attnrobust.errors import UserError
+from attnrobust.metrics.claims_base import UNRELIABLE_TEXT, tolerance, unreliable_flag, with_reliability
+from attnrobust.metrics.claims_fgmask import fgmask_claims
+from attnrobust.metrics.claims_iqa import iqa_claims
+from attnrobust.metrics.claims_protoattn import protoattn_claims
+from attnrobust.metrics.claims_s3ta import s3ta_claims
 
-
-UNRELIABLE_TEXT = " [UNRELIABLE evaluation: see sanity]"
-
-
-def unreliable_flag(*summaries: dict) -> str:
-    return UNRELIABLE_TEXT if any(s.get("unreliable") for s in summaries) else ""
-
-
-def with_reliability(claim: dict, summaries: list[dict]) -> dict:
-    """``claim`` with an explicit boolean ``unreliable``, for tables and scripts that should not
-    parse text: the family's own value when it sets one (from exactly the evaluations that claim
-    reads), else true when any experiment of the claim's config entry failed a sanity check. The
-    text flag in ``ours`` is added when the boolean is true and the family did not write it."""
-    unreliable = bool(claim.get("unreliable", any(s.get("unreliable") for s in summaries)))
-    ours = claim["ours"]
-    if unreliable and UNRELIABLE_TEXT not in ours:
-        ours += UNRELIABLE_TEXT
-    return {**claim, "ours": ours, "unreliable": unreliable}
+__all__ = ["UNRELIABLE_TEXT", "evaluate_claims", "tolerance", "unreliable_flag", "with_reliability"]
 
 
 def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str, noreg: str | None = None) -> list[dict]:
@@ -59,11 +46,6 @@ def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str
 
 
 def _families() -> dict[str, Callable[..., list[dict]]]:
-    from attnrobust.metrics.claims_fgmask import fgmask_claims
-    from attnrobust.metrics.claims_iqa import iqa_claims
-    from attnrobust.metrics.claims_protoattn import protoattn_claims
-    from attnrobust.metrics.claims_s3ta import s3ta_claims
-
     return {"fgmask": fgmask_claims, "s3ta": s3ta_claims, "a_art": a_art_claims, "protoattn": protoattn_claims,
             "iqa_kd": iqa_claims}
 

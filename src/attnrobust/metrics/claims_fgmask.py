@@ -14,8 +14,8 @@ Differences within ``tol = max(1 pp, 2 samples)`` count as ties, as in attacks.s
 """
 from __future__ import annotations
 
-from attnrobust.metrics.claims import tolerance as _tol
-from attnrobust.metrics.claims import unreliable_flag as _flag
+from attnrobust.metrics.claims_base import tolerance as _tol
+from attnrobust.metrics.claims_base import unreliable_flag as _flag
 
 from attnrobust.errors import UserError
 

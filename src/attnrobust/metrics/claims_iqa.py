@@ -17,7 +17,7 @@ detector summaries under their names.
 """
 from __future__ import annotations
 
-from attnrobust.metrics.claims import unreliable_flag
+from attnrobust.metrics.claims_base import unreliable_flag
 
 USABLE_AUROC = 0.9  # our bar for "the detector flags these inputs" (the paper's numbers: TODO(pdf))
 PAPER = ("IQA + knowledge distillation, with the classifier not retrained, flags inputs that would make it "

@@ -16,7 +16,7 @@ qualitative claim (recalled, [M]) and ``ours`` gives the measured numbers:
 from __future__ import annotations
 
 from attnrobust.errors import UserError
-from attnrobust.metrics.claims import tolerance, unreliable_flag
+from attnrobust.metrics.claims_base import tolerance, unreliable_flag
 
 ABSTRACT = ("significantly improves robustness to adversarial attacks, to the point of matching or even "
             "surpassing that of adversarial training, but without requiring access to adversarial samples "

@@ -8,7 +8,7 @@ reports it. Differences within ``tol = max(1 pp, 2 samples)`` count as ties
 """
 from __future__ import annotations
 
-from attnrobust.metrics.claims import tolerance, unreliable_flag
+from attnrobust.metrics.claims_base import tolerance, unreliable_flag
 
 
 def _race_as_trained(summary: dict) -> list[float] | None:

@@ -198,7 +198,7 @@ def render_markdown(inp: ReportInputs, planned: list[Planned]) -> str:
         if found and intro:
             parts += [intro, ""]
         parts += [md.figure_block(p.file, p.title, p.caption) for p in found] or [f"_Not available: {none}._", ""]
-    parts += [md.detect_section(inp), md.sanity_section(inp), md.missing_section(inp.missing)]
+    parts += [md.detect_section(inp), md.sanity_section(inp), md.produced_by_section(inp), md.missing_section(inp.missing)]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -22,8 +22,8 @@ from attnrobust.errors import UserError
 
 @dataclass(frozen=True)
 class Curve:
-    """A wide plot table (``metrics/plots/<name>.csv``): one x column, one column per experiment;
-    NaN where an experiment was not measured at that x."""
+    """A plot table (``metrics/plots/<name>.csv``): one x axis, one series per experiment; NaN
+    where an experiment was not measured at that x."""
 
     x_name: str
     x: list[float]
@@ -58,6 +58,7 @@ class ReportInputs:
     attention: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # results/attack/<exp>/attention.npz
     examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # results/attack/<exp>/examples.npz
     detect: dict[str, dict] = field(default_factory=dict)  # results/detect/<name>/summary.json
+    env: dict[str, dict] | None = None  # metrics/env.json: {"evaluation": {...}, "training": {...}}
     missing: list[str] = field(default_factory=list)  # inputs looked for and not found, for the report
 
     def experiments(self) -> list[str]:
@@ -94,15 +95,20 @@ def _number(value: str) -> float:
 
 
 def read_curve(path: Path) -> Curve:
-    """A wide CSV as written by :func:`attnrobust.metrics.aggregate.write_curve`."""
+    """A long CSV (``experiment,<x>,<value>``, :func:`attnrobust.metrics.aggregate.write_curve`)
+    as one x axis and a series per experiment, in file order."""
     rows = _rows(path)
     if not rows:
         return Curve(path.stem, [], {})
-    x_name, *names = rows[0].keys()
     try:
-        return Curve(x_name, [_number(r[x_name]) for r in rows], {n: [_number(r[n]) for r in rows] for n in names})
-    except ValueError as exc:
+        _, x_name, y_name = rows[0].keys()
+        xs = sorted({_number(r[x_name]) for r in rows})
+        points: dict[str, dict[float, float]] = {}
+        for r in rows:
+            points.setdefault(r["experiment"], {})[_number(r[x_name])] = _number(r[y_name])
+    except (KeyError, ValueError) as exc:
         raise _bad(path, exc) from exc
+    return Curve(x_name, xs, {exp: [p.get(x, math.nan) for x in xs] for exp, p in points.items()})
 
 
 def read_race(path: Path) -> list[dict]:
@@ -136,11 +142,12 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_inputs(run: RunInfo, *, metrics: Path, claims: Path, plots: Path, results: Path,
-                detect: Path | None = None) -> ReportInputs:
+                detect: Path | None = None, env: Path | None = None) -> ReportInputs:
     """Read every input that exists; record what was looked for and not found in ``missing``."""
     inp = ReportInputs(run)
     inp.robustness = _json(Path(metrics), inp.missing)
     inp.claims = _json(Path(claims), inp.missing)
+    inp.env = _json(Path(env), inp.missing) if env is not None else None
     plots = Path(plots)
     for path in sorted(plots.glob("*.csv")):
         if path.stem == "race":

@@ -175,6 +175,20 @@ def detect_section(inp: ReportInputs) -> str:
     return "\n".join(out)
 
 
+def produced_by_section(inp: ReportInputs) -> str:
+    """What produced the results (``metrics/env.json``): versions, CPU/GPU, threads, precision,
+    commit, for the evaluations and for the training of the models they evaluated."""
+    out = ["## Produced by", ""]
+    if not inp.env:
+        return "\n".join(out + [absent("provenance", "metrics/env.json", "run `dvc repro metrics`"), ""])
+    parts = {name: inp.env.get(name) or {} for name in ("training", "evaluation")}
+    keys = sorted(set().union(*parts.values()))
+    out += ["`mixed`: the stages did not all agree (see each `provenance.json` under `models/` and `results/`). "
+            "Floats differ across CPUs of the same kind, so numbers reproduce bit for bit only where these match.",
+            "", table(["", *parts], [[k, *(str(p.get(k, "-")) for p in parts.values())] for k in keys]), ""]
+    return "\n".join(out)
+
+
 def figure_block(file: str, title: str, caption: str) -> str:
     return f"**{title}**: {caption}\n\n![{title}]({file})\n"
 

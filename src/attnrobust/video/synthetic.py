@@ -56,7 +56,7 @@ class VideoSynthConfig:
     """Synthetic UCF-101-like clips. Sizes in pixels, durations in frames."""
 
     num_classes: int = 8  # action classes (folders), at most len(UCF_CLASS_NAMES) = 24
-    clips_per_class: int = 24  # clips per folder, spread over groups g01..g25 (groups 1-7 -> test in fold 1)
+    clips_per_class: int = 48  # clips per folder, spread over groups g01..g25 (groups 1-7 -> test in fold 1)
     frames: int = 48  # frames per clip
     fps: int = 25  # frame rate written into the container (real UCF-101: 25)
     width: int = 64  # frame width (even: yuv420p); real UCF-101 is 320x240

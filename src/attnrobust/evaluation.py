@@ -1,4 +1,6 @@
-"""Evaluate a trained checkpoint with its task's suite and write the results."""
+"""Stage attack@<exp>'s core: evaluate a trained checkpoint with its task's suite and write the results.
+
+A plan above ``attacks`` (the attacks) and ``tasks`` (what the data and threat model are)."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +11,7 @@ import torch
 
 from attnrobust import distributed
 from attnrobust.attacks.autoattack import MULTILABEL
-from attnrobust.attacks.budget import Domain
+from attnrobust.units import Domain
 from attnrobust.attacks.examples import adversarial_examples
 from attnrobust.attacks.heads import SINGLE, model_heads, run_head_attacks
 from attnrobust.attacks.race import run_race

@@ -1,8 +1,11 @@
-"""Perturbation budgets: params count 8-bit quantisation levels; attacks take input units.
+"""Units shared by data, attacks and metrics; imports nothing of the project.
+
+Perturbation budgets: params count 8-bit quantisation levels; attacks take input units.
 
 ``eps: 8`` means 8/255 of the pixel range [0, 1] for images, and 8 quantisation steps
 (8 * 4/255) of the YouTube-8M feature range [-2, 2] for video features. This is the one
-place that converts.
+place that converts. Also the YouTube-8M quantisation constants (the video features are
+written with them) and the one tolerance that sanity checks and claims share.
 """
 from __future__ import annotations
 
@@ -40,3 +43,12 @@ def whole_box_levels(domain: Domain | str = Domain.IMAGE) -> int:
     """The budget (in levels) that covers the whole input range: any input is reachable."""
     lo, hi = _BOUNDS[Domain(domain)]
     return int(round((hi - lo) / _LEVEL[Domain(domain)]))
+
+
+def tolerance(n: int) -> float:
+    """max(1 pp, 2 samples): what a few random-start flips on ``n`` samples can move a score.
+
+    Plus 1e-6, so that a difference of exactly 2 samples (0.30 - 0.29 is 0.0100000x in float32)
+    counts as within tolerance, as the rule says.
+    """
+    return max(0.01, 2.0 / max(n, 1)) + 1e-6

@@ -1,0 +1,46 @@
+"""The committed dvc.lock is what the committed code produces: on a clean clone `dvc status`
+may report missing outputs (nothing has run there) but no changed code, params or command."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+CODE = ("src/", "stages/")
+
+
+def stale_stages(status: dict) -> dict[str, list[str]]:
+    """Stages whose code deps, params or command differ from dvc.lock, with what differs."""
+    stale = {}
+    for stage, changes in status.items():
+        why = []
+        for change in changes if isinstance(changes, list) else []:
+            if not isinstance(change, dict):
+                continue
+            why += [f"{path} {state}" for path, state in change.get("changed deps", {}).items()
+                    if path.startswith(CODE)]
+            why += [f"params {name}" for name in change.get("changed params", {})]
+            why += ["command"] if "changed command" in change else []
+        if why:
+            stale[stage] = why
+    return stale
+
+
+def test_stale_stages_reads_dvc_status_json():
+    status = {"train@a": [{"changed deps": {"data/prepared/gtsrb": "deleted", "src/attnrobust/io.py": "modified"}},
+                          {"changed outs": {"models/a": "deleted"}}],
+              "attack@a": [{"changed outs": {"results/attack/a": "deleted"}}],
+              "metrics": [{"changed params": {"params.yaml": {"claims": "modified"}}}, "changed command"],
+              "report": ["always changed"]}
+    assert stale_stages(status) == {"train@a": ["src/attnrobust/io.py modified"], "metrics": ["params params.yaml"]}
+    assert stale_stages({"m": [{"changed command": True}]}) == {"m": ["command"]}
+
+
+def test_committed_dvc_lock_is_current():
+    dvc = Path(sys.executable).with_name("dvc")
+    done = subprocess.run([str(dvc), "status", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stale = stale_stages(json.loads(done.stdout or "{}"))
+    assert not stale, ("dvc.lock was not made by this code: run `dvc repro` and commit dvc.lock, metrics/ and "
+                       "reports/ from that run\n" + "\n".join(f"  {s}: {', '.join(w)}" for s, w in stale.items()))
