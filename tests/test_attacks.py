@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from attnrobust.attacks import Domain, fgsm, levels_to_input, pgd, random_targets
-from attnrobust.attacks.budget import whole_box_levels
+from attnrobust.units import whole_box_levels
 from attnrobust.attacks.pgd import eval_no_param_grad
 
 
@@ -122,3 +122,50 @@ def test_pgd_is_deterministic_with_a_generator(tiny_model, tiny_batch):
     a = pgd(tiny_model, x, y, eps=8 / 255, steps=5, step_size=2 / 255, generator=torch.Generator().manual_seed(5))
     b = pgd(tiny_model, x, y, eps=8 / 255, steps=5, step_size=2 / 255, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_a_targeted_restart_never_undoes_a_misclassification(monkeypatch):
+    """Restart 1 misses the target but misclassifies; restart 2 leaves the image correct: the
+    kept point is restart 1's, so accuracy on the true label cannot rise with restarts."""
+    import sys
+
+    import torch.nn.functional as F
+
+    pgd_module = sys.modules["attnrobust.attacks.pgd"]  # the module (attnrobust.attacks.pgd is the function)
+
+    class ByValue(torch.nn.Module):  # predicts class round(x[0, 0, 0]) of 3
+        def forward(self, x):
+            return F.one_hot(x[:, 0, 0, 0].round().long().clamp(0, 2), 3).float() * 10
+
+    runs = iter([2.0, 0.0])  # restart 1: class 2 (not the target 1); restart 2: the true class 0
+
+    def fake_run(model, x0, *args, **kwargs):
+        x_adv = torch.full_like(x0, next(runs))
+        return x_adv, torch.zeros(len(x0), dtype=torch.bool)
+
+    monkeypatch.setattr(pgd_module, "_pgd_run", fake_run)
+    x, y, target = torch.zeros(1, 1, 2, 2), torch.tensor([0]), torch.tensor([1])
+    out = pgd(ByValue(), x, y, eps=1.0, steps=1, step_size=1.0, targets=target, restarts=2, bounds=(0.0, 3.0))
+    assert ByValue()(out).argmax(1).item() == 2
+
+
+def test_training_attacks_run_every_step_for_every_sample(tiny_model, tiny_batch):
+    """Madry PGD-AT: the task's attack takes all its steps even for points already fooled; an
+    evaluation may stop them early (early_stop=True)."""
+    from attnrobust.tasks import IMAGE
+
+    class Counting(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.rows = net, 0
+
+        def forward(self, x):
+            self.rows += len(x)
+            return self.net(x)
+
+    x, y = tiny_batch
+    wrong = (tiny_model(x).argmax(1) + 1) % 5  # every sample starts misclassified
+    for early_stop, expected in ((False, 3 * len(x)), (True, len(x))):
+        model = Counting(tiny_model)
+        IMAGE.attack(model, x, wrong, eps=8, steps=3, step_size=2, random_start=False, early_stop=early_stop)
+        assert model.rows == expected, early_stop

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnrobust.attacks.budget import Domain, input_bounds, levels_to_input
+from attnrobust.units import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import hits_target, misclassified, pgd
 from attnrobust.errors import UserError
 
@@ -96,13 +96,17 @@ class Task:
 
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | Tensor, steps: int,
                step_size: float | Tensor, targets: Tensor | None = None, random_start: bool = True,
-               restarts: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """L-inf PGD in this task's threat model; ``eps`` and ``step_size`` in 8-bit levels."""
+               restarts: int = 1, generator: torch.Generator | None = None, early_stop: bool = False) -> Tensor:
+        """L-inf PGD in this task's threat model; ``eps`` and ``step_size`` in 8-bit levels.
+
+        Every sample takes every step (Madry et al.'s PGD, as adversarial training needs: a point
+        misclassified at step 1 still moves on to a higher loss). ``early_stop`` stops a
+        single-label sample at its first fooling iterate, which an evaluation may do."""
         if targets is not None and self.multilabel:
             raise UserError(f"{self.name}: targeted attacks are defined for single-label tasks only")
         unit = levels_to_input(1, self.domain)
-        if self.multilabel:
-            success = None  # no single "fooled" event for multi-label outputs: no early stop
+        if self.multilabel or not early_stop:
+            success = None  # multi-label outputs have no single "fooled" event: never an early stop
         else:
             success = hits_target if targets is not None else misclassified
         return pgd(model, x, y, eps=eps * unit, steps=steps, step_size=step_size * unit, targets=targets,
@@ -154,7 +158,7 @@ def _masked_image_kwargs(train: Tensors) -> dict[str, Any]:
 
 def _load_video(data_dir: Path, split: str) -> Tensors:
     from attnrobust.io import read_json
-    from attnrobust.video.features import dequantize, read_feature_split
+    from attnrobust.video.feature_store import dequantize, read_feature_split
 
     raw = read_feature_split(Path(data_dir), split)
     feats = dequantize(torch.from_numpy(raw.rgb))  # (N, T, D)

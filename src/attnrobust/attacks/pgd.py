@@ -64,14 +64,14 @@ def random_targets(y: Tensor, num_classes: int, generator: torch.Generator | Non
     return (y + offset) % num_classes
 
 
-def _per_sample(value: float | Tensor, n: int, like: Tensor) -> Tensor:
+def per_sample(value: float | Tensor, n: int, like: Tensor) -> Tensor:
     """Broadcast a scalar or (N,) budget to shape (N, 1, ..., 1) matching ``like``."""
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     t = t.expand(n) if t.ndim == 0 else t
     return t.view(n, *([1] * (like.ndim - 1)))
 
 
-def _project(x_adv: Tensor, x0: Tensor, eps: Tensor, bounds: tuple[float, float]) -> Tensor:
+def project(x_adv: Tensor, x0: Tensor, eps: Tensor, bounds: tuple[float, float]) -> Tensor:
     return torch.clamp(torch.minimum(torch.maximum(x_adv, x0 - eps), x0 + eps), *bounds)
 
 
@@ -80,7 +80,7 @@ def _random_start(x0: Tensor, eps: Tensor, bounds, generator, perturb_mask) -> T
     noise = noise * eps
     if perturb_mask is not None:
         noise = noise * perturb_mask
-    return _project(x0 + noise, x0, eps, bounds)
+    return project(x0 + noise, x0, eps, bounds)
 
 
 def _pgd_run(model, x0, y, eps, alpha, steps, bounds, loss_fn, success_fn, targeted,
@@ -112,7 +112,7 @@ def _pgd_run(model, x0, y, eps, alpha, steps, bounds, loss_fn, success_fn, targe
         step = sign * alpha[active] * grad.sign()
         if perturb_mask is not None:
             step = step * perturb_mask[active]
-        x_adv[active] = _project(x_adv[active] + step, x0[active], eps[active], bounds)
+        x_adv[active] = project(x_adv[active] + step, x0[active], eps[active], bounds)
     if success_fn is not None and active.numel():
         with torch.no_grad():
             done[active] = success_fn(model(x_adv[active]), y[active])
@@ -153,17 +153,25 @@ def pgd(
         loss_fn = lambda logits, t: F.cross_entropy(logits, t, reduction="sum")  # noqa: E731
         success_fn = success_fn or (hits_target if targeted else misclassified)
     x0 = x.detach()
-    eps_t = _per_sample(eps, len(x0), x0)
-    alpha_t = _per_sample(step_size, len(x0), x0)
+    eps_t = per_sample(eps, len(x0), x0)
+    alpha_t = per_sample(step_size, len(x0), x0)
     mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x0.shape).to(x0)
     x_best = x0.clone()
+    best = torch.full((len(x0),), -1, dtype=torch.long, device=x0.device)  # outcome of x_best, see below
     todo = torch.arange(len(x0), device=x0.device)
     with eval_no_param_grad(model), torch.enable_grad():
         for _ in range(max(restarts, 1)):
             x_adv, done = _pgd_run(
                 model, x0[todo], labels[todo], eps_t[todo], alpha_t[todo], steps, bounds, loss_fn,
                 success_fn, targeted, random_start, generator, None if mask is None else mask[todo], eot_samples)
-            x_best[todo] = x_adv
+            # per sample, a restart replaces the kept point only if it did better: 2 = success,
+            # 1 = missed the target but misclassified (still broken for the defender), 0 = neither
+            outcome = 2 * done.long()
+            if targeted and restarts > 1:
+                with torch.no_grad():
+                    outcome += (~done & misclassified(model(x_adv), y[todo])).long()
+            better = outcome > best[todo]
+            x_best[todo[better]], best[todo[better]] = x_adv[better], outcome[better]
             todo = todo[~done]
             if todo.numel() == 0 or success_fn is None or not random_start:
                 break

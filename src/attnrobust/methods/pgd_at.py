@@ -4,7 +4,9 @@ For video this is the "simple adversarial extension" of Choudhary et al.: PGD in
 dequantised feature space, budgets in YouTube-8M quantisation levels.
 
 The training attack runs with the model in eval mode (BatchNorm running statistics, as the
-evaluation attack does) and the loss is then taken in train mode. With
+evaluation attack does) and the loss is then taken in train mode. Every sample takes all
+``train_steps`` steps from a uniform random start (no early stop at the first misclassified
+iterate), as in Madry et al. With
 ``train_target: random`` the attack is the random-targeted PGD of Xie et al. (the S3TA
 protocol, spec/methods.md §0.1) instead of untargeted PGD.
 """
