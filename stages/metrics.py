@@ -7,13 +7,25 @@ import typer
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import get_key, read_params
 from attnrobust.io import write_json
-from attnrobust.metrics.aggregate import headline_metrics, read_summaries, write_curves, write_race
+from attnrobust.metrics.aggregate import (headline_metrics, read_per_sample, read_summaries, write_curves, write_race,
+                                         write_training_curves)
 from attnrobust.errors import UserError
 from attnrobust.metrics.claims import evaluate_claims
 from attnrobust.metrics.detection import detection_headline, read_detect_summaries, write_roc
 from attnrobust.provenance import gather
 
 app = make_app()
+
+
+def verdict_row(claim: dict) -> dict:
+    """What `dvc metrics diff` shows of a claim: its verdict word, the headline comparison's
+    effect, 95% interval and n, the Holm-corrected p, and `unreliable`."""
+    row = {"verdict": claim["verdict"], "unreliable": claim["unreliable"]}
+    if claim["tests"]:
+        first = claim["tests"][0]
+        row.update({"effect": first["effect"], "ci_low": first["ci_low"], "ci_high": first["ci_high"],
+                    "n": first["n"], "p_holm": claim["p_holm"]})
+    return row
 
 
 @app.command()
@@ -30,6 +42,8 @@ def main(
                                                        "diff`); default: verdicts.json beside --claims.")] = None,
     env: Annotated[Path | None, typer.Option(help="Environment JSON to write (what produced the results); "
                                                   "default: env.json beside --claims.")] = None,
+    live: Annotated[Path, typer.Option(help="Dir holding dvclive/train/<exp>/ training curves.")] = Path(
+        "dvclive/train"),
     params: Annotated[Path, typer.Option(help="Params file (reads `experiments` and `detectors` names, "
                                               "and `claims`).")] = Path("params.yaml"),
 ) -> None:
@@ -49,14 +63,15 @@ def main(
     for stale in plots.glob("*.csv"):  # rewrite the folder completely
         stale.unlink()
     write_curves(plots, summaries)
+    write_training_curves(plots, live, experiments)
     write_race(plots / "race.csv", summaries)
     write_roc(plots / "roc.csv", detect, detectors)
-    table = evaluate_claims({**summaries, **detected}, get_key(values, "claims", params))
+    outcomes = {exp: {**s, "per_sample": read_per_sample(results, exp)} for exp, s in summaries.items()}
+    table = evaluate_claims({**outcomes, **detected}, get_key(values, "claims", params))
     write_json(claims, table)  # with sentences, for the report; verdicts.json is what `metrics diff` shows
-    write_json(verdicts, {key: {"verdict": "holds" if c["holds"] else "fails", "unreliable": c["unreliable"]}
-                          for key, c in table.items()})
+    write_json(verdicts, {key: verdict_row(c) for key, c in table.items()})
     write_json(env, gather([results / e for e in experiments] + [detect / d for d in detectors]))
-    held = sum(c["holds"] for c in table.values())
+    held = sum(c["verdict"] == "holds" for c in table.values())
     typer.echo(f"metrics: {len(summaries)} experiments -> {out}, {len(detected)} detectors -> {detection}; "
                f"claims holding {held}/{len(table)} -> {claims}")
 

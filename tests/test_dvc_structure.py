@@ -94,7 +94,7 @@ def test_every_section_parses_strictly():
 
 def test_no_experiment_is_named_in_dvc_yaml_or_the_profiles():
     """An experiment is one entry in params.yaml: plots read long tables with an `experiment`
-    column (or dvclive's whole folder) and profiles shrink experiments by rule."""
+    column (training curves too: metrics gathers dvclive's files) and profiles shrink experiments by rule."""
     from attnrobust.metrics.aggregate import CURVES
 
     experiments = yaml.safe_load(PARAMS.read_text())["experiments"]

@@ -326,9 +326,10 @@ def test_claims_for_a_detector():
          "adaptive": {**row, "auroc": 0.6, "success": 0.9},
          "corruptions": {"jpeg": {"10": {**row, "auroc": 0.92}, "30": {**row, "auroc": None}}}}
     claims = evaluate_claims({"det": s}, {"iqa_kd": [{"detector": "det"}]})
-    assert [c["holds"] for c in claims.values()] == [True, False, True]
+    assert [c["direction"] for c in claims.values()] == [True, False, True]
+    assert {c["verdict"] for c in claims.values()} == {"inconclusive"} and all(c["untested"] for c in claims.values())
     s["attacks"]["pgd_full"]["8"] = {**row, "auroc": 0.58}  # confidently wrong examples slip through
-    assert not evaluate_claims({"det": s}, {"iqa_kd": [{"detector": "det"}]})["iqa_kd/0/0"]["holds"]
+    assert not evaluate_claims({"det": s}, {"iqa_kd": [{"detector": "det"}]})["iqa_kd/0/0"]["direction"]
     assert "0.600" in claims["iqa_kd/0/1"]["ours"] and "0.950" in claims["iqa_kd/0/1"]["ours"]
 
 

@@ -34,15 +34,20 @@ def test_repro_writes_metrics_for_every_experiment(tiny_repo):
         assert row["eps"] == 8 and isinstance(row["unreliable"], bool)
     claims = json.loads((repo / "metrics" / "claims.json").read_text())
     assert {k.split("/")[0] for k in claims} == set(yaml.safe_load((repo / "params.yaml").read_text())["claims"])
-    assert all(isinstance(c["holds"], bool) and isinstance(c["unreliable"], bool) and c["paper"] and c["ours"]
-               for c in claims.values())
+    assert all(isinstance(c["direction"], bool) and isinstance(c["unreliable"], bool) and c["paper"] and c["ours"]
+               and c["verdict"] in ("holds", "contradicted", "inconclusive") for c in claims.values())
+    verdicts = json.loads((repo / "metrics" / "verdicts.json").read_text())
+    assert verdicts.keys() == claims.keys() and all(len(str(v)) <= 16 for row in verdicts.values() for v in row.values())
+    env = json.loads((repo / "metrics" / "env.json").read_text())  # what produced them, training and evaluation
+    assert env["evaluation"]["torch"] == env["training"]["torch"] and env["evaluation"]["precision"] == "fp32"
+    assert (repo / "results" / "attack" / "gtsrb_standard" / "provenance.json").is_file()
     detection = json.loads((repo / "metrics" / "detection.json").read_text())
     row = detection["gtsrb_iqa_kd"]  # AUROCs are null where the tiny teacher leaves no fooling input
     assert {"pgd_auroc", "adaptive_auroc", "adaptive_success"} <= set(row) and 0 <= row["clean_acc"] <= 1
     assert all(v is None or 0 <= v <= 1 for k, v in row.items() if k.endswith("auroc"))
     assert (repo / "metrics" / "plots" / "roc.csv").is_file()
     report = (repo / "reports" / "report.md").read_text()
-    assert "## Claims" in report and "| paper | claim | paper's number | ours | direction | unreliable |" in report
+    assert "## Claims" in report and "| paper | claim | paper's number | ours | direction | test | verdict | unreliable |" in report
     for figure in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
         assert (repo / "reports" / figure).is_file(), figure
     curve = (repo / "metrics" / "plots" / "robustness_vs_eps.csv").read_text().splitlines()

@@ -41,6 +41,12 @@ COVERED = [
     (r"export ATTNROBUST_TORCHRUN_ARGS=.+",
      "test_distributed.py::test_who_is_launched"),
     (r"python stages/train\.py .+", "test_stages_cli.py::test_stages_chain_fetch_masks_train_attack_metrics"),
+    (r"make test-fast$", "test_lock.py::test_run_test_bench_install_from_the_lock_and_ci_runs_make_test"),
+    (r"make lock$", "test_lock.py::test_make_lock_regenerates_both_locks_from_pyproject"),
+    (r"bash bench/gpu_check\.sh \S+$",
+     "test_gpu_check.py::test_without_cuda_it_says_so_runs_the_cpu_steps_and_writes_the_report"),
+    (r"python bench/readme_results\.py", "test_readme.py::test_results_section_is_what_the_metrics_say"),
+    (r"python bench/stage_times\.py \S+$", "test_readme.py::test_stage_times_reads_a_timestamped_repro_log"),
 ]
 
 
@@ -123,3 +129,29 @@ def test_python_api_block_runs(api_workspace):
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and (x_tgt - x).abs().max() <= 8 / 255 + 1e-6
     assert (scope["targets"] != scope["labels"][:64]).all()
     assert not scope["model"].training
+
+
+def test_results_section_is_what_the_metrics_say():
+    """The README's results, their uncertainty and the environment they were made in are printed
+    from the committed metrics/ (provenance included) by bench/readme_results.py, never by hand."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "bench" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    expected = module.results_section()
+    assert expected in README, "README results are stale: paste `python bench/readme_results.py` between its markers"
+
+
+def test_stage_times_reads_a_timestamped_repro_log(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage_times", ROOT / "bench" / "stage_times.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    log = ["10.0 Running stage 'train@a':", "15.0 ...", "40.0 Running stage 'train@b':",
+           "50.0 Running stage 'attack@a':", "52.0 done"]
+    assert module.stage_seconds(log) == {"train@a": 30.0, "train@b": 10.0, "attack@a": 2.0}
+    (tmp_path / "log").write_text("\n".join(log))
+    module.main(str(tmp_path / "log"))
+    assert "| `train` | 2 | 40 | 95% |" in capsys.readouterr().out

@@ -104,7 +104,7 @@ def _run(root, out, **paths):
 def test_report_has_the_claims_table_and_every_figure_it_references(workspace, tmp_path):
     text = _run(workspace, tmp_path / "reports")
     claims = json.loads((workspace / "metrics" / "claims.json").read_text())
-    assert "| paper | claim | paper's number | ours | direction | unreliable |" in text
+    assert "| paper | claim | paper's number | ours | direction | test | verdict | unreliable |" in text
     for c in claims.values():
         row = next(line for line in text.splitlines() if line.startswith("| Zoran") and c["claim"] in line)
         assert row.rstrip(" |").endswith("UNRELIABLE")  # gtsrb_s3ta failed a check, so every S3TA claim is flagged
@@ -207,7 +207,7 @@ def test_claims_carry_an_explicit_unreliable_flag():
     assert claim["unreliable"] is False and UNRELIABLE_TEXT not in claim["ours"]
     summaries["plain"]["unreliable"] = True
     (claim,) = evaluate_claims(summaries, config).values()
-    assert claim["unreliable"] is True and claim["ours"].count(UNRELIABLE_TEXT) == 1 and claim["holds"]
+    assert claim["unreliable"] is True and claim["ours"].count(UNRELIABLE_TEXT) == 1 and claim["direction"]
 
 
 def test_perturbation_display_maps_minus_eps_to_black_and_plus_eps_to_white():

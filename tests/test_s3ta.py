@@ -204,7 +204,8 @@ def test_s3ta_claims():
     base = _summary(0.30, [[0.32, 0.28]], [0], 0)
     good = _summary(0.40, [[0.30, 0.25], [0.38, 0.35], [0.45, 0.40]], [1, 2, 4], 2)
     gain, race = s3ta_claims({"s": good, "b": base}, "s", "b")
-    assert set(gain) == {"claim", "paper", "ours", "holds"}
+    assert set(gain) == {"claim", "paper", "ours", "holds", "comparisons"}
+    assert gain["comparisons"][0]["column_a"] == "pgd_targeted_correct"  # the paired test behind the verdict
     assert gain["holds"] and race["holds"]
     assert "+0.100" in gain["ours"] and "g4 0.400" in race["ours"]
     worse = _summary(0.25, [[0.30, 0.25], [0.20, 0.35]], [1, 2], 2, unreliable=True)

@@ -33,6 +33,25 @@ def read_summaries(results_dir: Path, names: list[str], stage: str = "attack") -
     return out
 
 
+def read_per_sample(results_dir: Path, name: str) -> dict | None:
+    """``{"ids": [...], "columns": {column: int array}}`` from ``<results_dir>/<name>/per_sample.csv``
+    (one row per attacked sample), or None when the file is absent (detectors have none)."""
+    import numpy as np
+
+    path = Path(results_dir) / name / "per_sample.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {"ids": [], "columns": {}}
+    try:
+        columns = {k: np.array([int(r[k]) for r in rows]) for k in rows[0] if k != "id"}
+    except ValueError as exc:
+        raise UserError(f"{path}: not a per-sample table ({exc}); re-run `dvc repro attack@{name}`") from exc
+    return {"ids": [r["id"] for r in rows], "columns": columns}
+
+
 def headline_metrics(summaries: dict[str, dict]) -> dict[str, dict]:
     """``{exp: {metric: value}}`` with accuracies rounded to 4 decimals and the reliability flag."""
     metrics = {}
@@ -68,6 +87,28 @@ def write_curve(path: Path, summaries: dict[str, dict], x_key: str, y_key: str) 
         for exp, s in summaries.items():
             if y_key in s["curves"]:
                 writer.writerows([exp, x, f"{y:.4f}"] for x, y in zip(s["curves"][x_key], s["curves"][y_key]))
+
+
+TRAINING_CURVES = {"training_loss": "train/loss.tsv", "training_clean_acc": "test/clean_acc.tsv"}  # dvclive files
+
+
+def write_training_curves(plots_dir: Path, live_dir: Path, experiments: list[str]) -> list[Path]:
+    """Long CSVs ``experiment,step,<value>`` gathered from every experiment's dvclive folder
+    (``<live_dir>/<exp>/plots/metrics/<file>``), so one plot per curve shows every experiment."""
+    written = []
+    for name, rel in TRAINING_CURVES.items():
+        rows, value = [], rel.rsplit("/", 1)[-1].removesuffix(".tsv")
+        for exp in experiments:
+            path = Path(live_dir) / exp / "plots" / "metrics" / rel
+            if path.is_file():
+                with open(path, newline="") as f:
+                    rows += [[exp, r["step"], r[value]] for r in csv.DictReader(f, delimiter="\t")]
+        if rows:
+            out = Path(plots_dir) / f"{name}.csv"
+            with open(out, "w", newline="") as f:
+                csv.writer(f).writerows([["experiment", "step", value], *rows])
+            written.append(out)
+    return written
 
 
 def write_curves(plots_dir: Path, summaries: dict[str, dict]) -> list[Path]:

@@ -1,6 +1,10 @@
 """What every claim family shares: the tie tolerance and the reliability flag."""
 from __future__ import annotations
 
+import numpy as np
+
+from attnrobust.errors import UserError
+from attnrobust.metrics.paired import compare, verdicts
 from attnrobust.units import tolerance  # noqa: F401  (claims and sanity checks share one tolerance)
 
 UNRELIABLE_TEXT = " [UNRELIABLE evaluation: see sanity]"
@@ -20,3 +24,56 @@ def with_reliability(claim: dict, summaries: list[dict]) -> dict:
     if unreliable and UNRELIABLE_TEXT not in ours:
         ours += UNRELIABLE_TEXT
     return {**claim, "ours": ours, "unreliable": unreliable}
+
+
+def comparison(a: str, b: str, column: str, threshold: float, label: str, column_b: str | None = None) -> dict:
+    """What a claim's paired test compares: experiment ``a``'s per-sample ``column`` against
+    ``b``'s (``column_b``, default the same), claimed better by more than ``threshold``."""
+    return {"a": a, "b": b, "column_a": column, "column_b": column_b or column, "threshold": threshold,
+            "label": label}
+
+
+def _outcomes(summaries: dict[str, dict], exp: str, column: str) -> tuple[list[str], np.ndarray]:
+    per_sample = summaries[exp].get("per_sample")
+    if per_sample is None or column not in per_sample["columns"]:
+        raise UserError(f"claims: results/attack/{exp}/per_sample.csv has no column '{column}'; "
+                        f"re-run `dvc repro attack@{exp}`")
+    return per_sample["ids"], per_sample["columns"][column] != 0
+
+
+def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
+    """The paired statistics of one :func:`comparison` on the two experiments' shared samples."""
+    ids_a, a = _outcomes(summaries, spec["a"], spec["column_a"])
+    ids_b, b = _outcomes(summaries, spec["b"], spec["column_b"])
+    if ids_a != ids_b:
+        raise UserError(f"claims: {spec['a']} and {spec['b']} were attacked on different samples; a paired test "
+                        "needs the same attack.n_samples and attack.seed for both")
+    return {**spec, **compare(a, b, spec["threshold"]).as_dict()}
+
+
+def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict]:
+    """``claims`` of one paper with their paired tests run and Holm-corrected together: each gets
+    ``verdict`` (holds | contradicted | inconclusive), ``p_holm``, ``tests`` (the comparisons'
+    effect, 95% interval, p, n) and ``direction`` (the point estimates' side, as before any test).
+    A claim without a paired test (``comparisons`` absent) is ``inconclusive``."""
+    from attnrobust.metrics.paired import Comparison
+
+    def testable(claim: dict) -> bool:  # per-sample outcomes of every experiment it compares (the pipeline has them)
+        specs = claim.get("comparisons", [])
+        return bool(specs) and all(summaries[e].get("per_sample") is not None for s in specs for e in (s["a"], s["b"]))
+
+    tested = [[run_comparison(summaries, spec) for spec in c["comparisons"]] if testable(c) else [] for c in claims]
+    ran = [i for i, t in enumerate(tested) if t]
+    found = verdicts([[Comparison(t["effect"], (t["ci_low"], t["ci_high"]), t["p"], t["n"], t["threshold"])
+                       for t in tested[i]] for i in ran]) if ran else []
+    out = []
+    for i, claim in enumerate(claims):
+        base = {k: v for k, v in claim.items() if k not in ("comparisons", "holds")}
+        if i in ran:
+            verdict, p_holm = found[ran.index(i)]
+            out.append({**base, "direction": bool(claim["holds"]), "verdict": verdict, "p_holm": round(p_holm, 6),
+                        "tests": tested[i]})
+        else:
+            out.append({**base, "direction": bool(claim["holds"]), "verdict": "inconclusive", "p_holm": None,
+                        "tests": [], "untested": claim.get("untested", "no per-sample outcomes of its experiments")})
+    return out

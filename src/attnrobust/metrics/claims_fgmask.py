@@ -14,12 +14,14 @@ Differences within ``tol = max(1 pp, 2 samples)`` count as ties, as in attacks.s
 """
 from __future__ import annotations
 
+from attnrobust.metrics.claims_base import comparison
 from attnrobust.metrics.claims_base import tolerance as _tol
 from attnrobust.metrics.claims_base import unreliable_flag as _flag
 
 from attnrobust.errors import UserError
 
 THREAT_MODELS = {"A": "robust_acc", "B": "robust_acc_fg_only"}  # threat model -> summary key
+COLUMNS = {"A": "worst_correct", "B": "worst_fg_only_correct"}  # threat model -> per-sample column
 PAPER_GAIN = {  # dataset -> (the paper's claim, the gain in points that makes it hold)
     "coco": ("> 20 points higher adversarial robustness on MS-COCO with masks + adversarial training "
              "(abstract; +21.8 per an auto-summary; unverified)", 20.0),
@@ -46,7 +48,8 @@ def mask_gain(summaries: dict[str, dict], dataset: str, masked_at: str, baseline
     gains = f"gains > {needed:g} points of robust accuracy over" if needed else "is more robust than"
     return {"claim": f"{dataset}: foreground mask + PGD-AT {gains} PGD-AT at the headline eps (threat model {threat})",
             "paper": paper, "ours": text + _flag(a, b),
-            "holds": gain > needed + 100.0 * _tol(min(a["n"], b["n"]))}
+            "holds": gain > needed + 100.0 * _tol(min(a["n"], b["n"])),
+            "comparisons": [comparison(masked_at, baseline_at, COLUMNS[threat], needed / 100.0, f"threat {threat}")]}
 
 
 def foreground_beats_random(summaries: dict[str, dict], dataset: str, masked_at: str, random_at: str) -> dict:
@@ -55,7 +58,8 @@ def foreground_beats_random(summaries: dict[str, dict], dataset: str, masked_at:
     gain, text = _compare(a, b, "robust_acc", (masked_at, random_at))
     return {"claim": f"{dataset}: foreground masks beat random masks of the same area (PGD-AT, threat model A)",
             "paper": "foreground masks beat random masks (auto-summary; unverified)", "ours": text + _flag(a, b),
-            "holds": gain > 100.0 * _tol(min(a["n"], b["n"]))}
+            "holds": gain > 100.0 * _tol(min(a["n"], b["n"])),
+            "comparisons": [comparison(masked_at, random_at, COLUMNS["A"], 0.0, "threat A")]}
 
 
 def fgmask_claims(summaries: dict[str, dict], dataset: str, masked_at: str, baseline_at: str,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from attnrobust.metrics.claims_base import unreliable_flag
 
+UNTESTED = "an AUROC threshold: its test needs the per-sample detector scores (not stored yet)"
+
 USABLE_AUROC = 0.9  # our bar for "the detector flags these inputs" (the paper's numbers: TODO(pdf))
 PAPER = ("IQA + knowledge distillation, with the classifier not retrained, flags inputs that would make it "
          "egregiously wrong, both poor-quality and adversarial images (abstract; numbers TODO(pdf))")
@@ -42,7 +44,8 @@ def pgd_detected(s: dict) -> dict:
     return {"claim": f"the detector flags PGD adversarial examples at eps {s['eps']} (AUROC >= {USABLE_AUROC})",
             "paper": PAPER,
             "ours": f"{text} (n={s['n']})" + unreliable_flag(s),
-            "holds": all(_holds(r["auroc"]) for r in rows.values())}
+            "holds": all(_holds(r["auroc"]) for r in rows.values()),
+            "untested": UNTESTED}
 
 
 def adaptive_detected(s: dict) -> dict:
@@ -54,7 +57,8 @@ def adaptive_detected(s: dict) -> dict:
             "ours": f"adaptive AUROC {_auroc_text(ad['auroc'])} vs {_auroc_text(row['auroc'])} non-adaptive; "
                     f"honest success (misclassified and accepted at 5% FPR) {ad['success']:.3f} vs "
                     f"{row['success']:.3f}" + unreliable_flag(s),
-            "holds": _holds(ad["auroc"])}
+            "holds": _holds(ad["auroc"]),
+            "untested": UNTESTED}
 
 
 def corruptions_detected(s: dict) -> dict:
@@ -66,7 +70,8 @@ def corruptions_detected(s: dict) -> dict:
                      f"corruptions >= {USABLE_AUROC})",
             "paper": PAPER,
             "ours": f"AUROC {text}" + unreliable_flag(s),
-            "holds": bool(measured) and sum(measured) / len(measured) >= USABLE_AUROC}
+            "holds": bool(measured) and sum(measured) / len(measured) >= USABLE_AUROC,
+            "untested": UNTESTED}
 
 
 def iqa_claims(summaries: dict[str, dict], detector: str) -> list[dict]:

@@ -95,15 +95,33 @@ def claims_section(inp: ReportInputs) -> str:
         family = key.split("/")[0]
         unreliable = c.get("unreliable", UNRELIABLE_TEXT in c.get("ours", ""))
         rows.append([PAPERS.get(family, family), c.get("claim", ""), c.get("paper", ""),
-                     c.get("ours", "").replace(UNRELIABLE_TEXT, ""), "holds" if c.get("holds") else "does not hold",
-                     "UNRELIABLE" if unreliable else "no"])
-    held = sum(bool(c.get("holds")) for c in inp.claims.values())
+                     c.get("ours", "").replace(UNRELIABLE_TEXT, ""),
+                     "as claimed" if c.get("direction") else "not as claimed", test_cell(c),
+                     f"**{c.get('verdict', '?')}**", "UNRELIABLE" if unreliable else "no"])
+    counts = {v: sum(c.get("verdict") == v for c in inp.claims.values()) for v in ("holds", "contradicted", "inconclusive")}
     shaky = sum(r[-1] == "UNRELIABLE" for r in rows)
-    out += [f"{held} of {len(rows)} claims hold here; {shaky} rest on an evaluation that failed a sanity check "
-            "(column *unreliable*; see [Sanity-check failures](#sanity-check-failures)). A difference within "
-            "max(1 pp, 2 samples) counts as a tie.", "",
-            table(["paper", "claim", "paper's number", "ours", "direction", "unreliable"], rows), ""]
+    out += [f"Of {len(rows)} claims, {counts['holds']} hold, {counts['contradicted']} are contradicted and "
+            f"{counts['inconclusive']} are inconclusive; {shaky} rest on an evaluation that failed a sanity check "
+            "(column *unreliable*; see [Sanity-check failures](#sanity-check-failures)).", "",
+            "How to read it: *direction* is where the point estimates fall (a difference within max(1 pp, 2 "
+            "samples) counts as a tie). *test* is the paired comparison behind the verdict: the effect (difference "
+            "of per-sample robust accuracy on the same attacked samples, one training seed), its 95% paired "
+            "bootstrap interval, n and the p-value (exact McNemar; a bootstrap test for a threshold such as "
+            "\"> 20 points\"), Holm-corrected within each paper. *verdict*: **holds** or **contradicted** at "
+            "alpha = 0.05, else **inconclusive** (also every claim whose statistic has no per-sample test yet). "
+            "One seed: the interval covers sampling of test images, not training noise.", "",
+            table(["paper", "claim", "paper's number", "ours", "direction", "test", "verdict", "unreliable"], rows), ""]
     return "\n".join(out)
+
+
+def test_cell(claim: dict) -> str:
+    """``+0.105 [+0.040, +0.170], n 200, p 0.003`` per comparison, or why there is no test."""
+    if not claim.get("tests"):
+        return f"untested: {claim.get('untested', 'no paired test')}"
+    parts = [f"{t['label']}: {t['effect']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
+             + (f" vs threshold {t['threshold']:+.2f}" if t["threshold"] else "") + f", n {t['n']}, p {t['p']:.3g}"
+             for t in claim["tests"]]
+    return "; ".join(parts) + f"; Holm p {claim['p_holm']:.3g}"
 
 
 def headline_section(inp: ReportInputs) -> str:

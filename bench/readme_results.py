@@ -1,0 +1,72 @@
+"""Print the README's results section from the committed metrics, so no number is copied by hand.
+
+    python bench/readme_results.py > /tmp/results.md   # then paste between the README's markers
+
+Reads metrics/robustness.json, metrics/detection.json, metrics/claims.json and metrics/env.json.
+tests/test_readme.py checks that the README holds exactly what this prints.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from attnrobust.provenance import describe  # noqa: E402
+
+BEGIN, END = "<!-- results: begin (bench/readme_results.py) -->", "<!-- results: end -->"
+
+
+def _read(name: str) -> dict:
+    return json.loads((ROOT / "metrics" / name).read_text())
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells) + " |"
+
+
+def results_section() -> str:
+    robustness, detection, claims, env = (_read(n) for n in ("robustness.json", "detection.json", "claims.json",
+                                                                "env.json"))
+    images = {k: v for k, v in robustness.items() if "clean_acc" in v}
+    videos = {k: v for k, v in robustness.items() if "clean_gap" in v}
+    n = {v["n"] for v in images.values()} | {v["n"] for v in videos.values()}
+    out = [BEGIN, "",
+           f"Synthetic data, `attack.eps: {next(iter(robustness.values()))['eps']}`, one training seed, "
+           f"{'/'.join(map(str, sorted(n)))} attacked samples. Produced by (`metrics/env.json`): training "
+           f"{describe(env['training'])}; evaluation {describe(env['evaluation'])}; commit "
+           f"{env['evaluation'].get('git_commit')}. \"robust\" is the per-sample worst case over every attack "
+           "within the budget.", "",
+           "| experiment | clean | FGSM | PGD | random-targeted PGD (true label) | robust (worst case) | flag |",
+           "|---|---|---|---|---|---|---|"]
+    out += [_row([k, v["clean_acc"], v["fgsm_acc"], v["pgd_acc"], v["pgd_targeted_acc"], v["robust_acc"],
+                  "unreliable: " + v["failed_checks"] if v["unreliable"] else ""]) for k, v in sorted(images.items())]
+    out += ["", "| video experiment (GAP@20) | clean | FGSM | PGD | robust |", "|---|---|---|---|---|"]
+    out += [_row([k, v["clean_gap"], v["fgsm_gap"], v["pgd_gap"], v["robust_gap"]]) for k, v in sorted(videos.items())]
+    out += ["", "| detector | clean acc (accepted) | AUROC PGD / adaptive | attack success PGD / adaptive | "
+                "corruptions mean AUROC |", "|---|---|---|---|---|"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    out += [_row([k, f"{fmt(v.get('clean_acc'))} ({fmt(v.get('clean_accepted_acc'))})",
+                  f"{fmt(v.get('pgd_auroc'))} / {fmt(v.get('adaptive_auroc'))}",
+                  f"{fmt(v.get('pgd_success'))} / {fmt(v.get('adaptive_success'))}",
+                  fmt(v.get("corruption_mean_auroc"))]) for k, v in sorted(detection.items())]
+    counts = {w: sum(c["verdict"] == w for c in claims.values()) for w in ("holds", "contradicted", "inconclusive")}
+    out += ["", f"Claims ({len(claims)}; `metrics/claims.json`, the report's table): {counts['holds']} hold, "
+                f"{counts['contradicted']} are contradicted, {counts['inconclusive']} are inconclusive.", "",
+            "| claim | effect [95% CI], n | Holm p | verdict |", "|---|---|---|---|"]
+    for key, c in claims.items():
+        if c["tests"]:
+            t = c["tests"][0]
+            more = f" (+{len(c['tests']) - 1} more)" if len(c["tests"]) > 1 else ""
+            effect = f"{t['label']}: {t['effect']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}], {t['n']}{more}"
+            p = f"{c['p_holm']:.3g}"
+        else:
+            effect, p = "untested: " + c["untested"], "-"
+        out.append(_row([f"`{key}` {c['claim']}", effect, p, f"**{c['verdict']}**"]))
+    return "\n".join(out + ["", END])
+
+
+if __name__ == "__main__":
+    print(results_section())

@@ -1,0 +1,97 @@
+"""Paired statistics for claims: per-sample outcomes of two models on the same attacked samples.
+
+A claim compares experiments evaluated on the same seeded subset of test samples (the same ids),
+so the evidence is paired: each sample is robust under A, under B, both or neither. The effect is
+the difference of accuracies, ``mean(a) - mean(b)``, with a 95% paired bootstrap interval over
+samples; the p-value is the exact McNemar test (two-sided binomial test on the discordant pairs)
+when the claim is about the sign of the effect, and a paired bootstrap test when it states a
+threshold ("> 20 points"). p-values are Holm-corrected within each paper; a claim ``holds`` when
+its corrected p < alpha and the effect lies on the claimed side of the threshold, is
+``contradicted`` when significant on the other side, and ``inconclusive`` otherwise.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ALPHA = 0.05
+BOOTSTRAP = 4000  # resamples: the interval's ends move by well under a sample at n = 200
+VERDICTS = ("holds", "contradicted", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a`` better than ``b`` by more than ``threshold`` (accuracy units, 0.2 = 20 points)?"""
+
+    effect: float  # mean(a) - mean(b)
+    ci: tuple[float, float]  # 95% paired bootstrap interval of the effect
+    p: float  # two-sided, for effect == threshold
+    n: int  # paired samples
+    threshold: float
+
+    def as_dict(self) -> dict:
+        return {"effect": round(self.effect, 4), "ci_low": round(self.ci[0], 4), "ci_high": round(self.ci[1], 4),
+                "p": round(self.p, 6), "n": self.n, "threshold": self.threshold}
+
+
+def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value: under H0 the discordant pairs split 50/50."""
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    m = only_a + only_b
+    if m == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(m, i) for i in range(k + 1)) / 2.0 ** m
+    return min(1.0, 2.0 * tail)
+
+
+def _bootstrap_effects(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    index = np.random.default_rng(seed).integers(0, len(diff), size=(BOOTSTRAP, len(diff)))
+    return diff[index].mean(axis=1)
+
+
+def compare(a: np.ndarray, b: np.ndarray, threshold: float = 0.0, seed: int = 0) -> Comparison:
+    """Paired comparison of per-sample correctness ``a`` and ``b`` (bool, aligned by sample)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two aligned, non-empty 1-D outcome vectors, got {a.shape} and {b.shape}")
+    effect = float(a.mean() - b.mean())
+    boot = _bootstrap_effects(a, b, seed)
+    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    if threshold == 0.0:
+        p = mcnemar_exact(a, b)
+    else:  # bootstrap test of effect == threshold: the share of resamples on the other side, doubled
+        p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
+        p = max(p, 1.0 / BOOTSTRAP)  # a bootstrap p is never exactly 0
+    return Comparison(effect, ci, p, len(a), threshold)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def claim_p(comparisons: list[Comparison]) -> tuple[float, bool]:
+    """(p, claimed side): a claim that needs all its comparisons is tested by the largest of
+    their p-values (an intersection-union test) when every effect lies on the claimed side of
+    its threshold; otherwise by the smallest p among those on the wrong side (evidence against)."""
+    wrong = [c.p for c in comparisons if c.effect <= c.threshold]
+    if wrong:
+        return min(wrong), False
+    return max(c.p for c in comparisons), True
+
+
+def verdicts(claims: list[list[Comparison]], alpha: float = ALPHA) -> list[tuple[str, float]]:
+    """(verdict, Holm-adjusted p) of each claim of one paper, from its comparisons."""
+    tested = [claim_p(c) for c in claims]
+    adjusted = holm([p for p, _ in tested])
+    return [("inconclusive" if p >= alpha else "holds" if side else "contradicted", p)
+            for (_, side), p in zip(tested, adjusted)]

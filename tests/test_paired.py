@@ -1,0 +1,56 @@
+"""Paired statistics behind every claim's verdict (metrics/paired.py, claims_base.test_paper)."""
+import numpy as np
+import pytest
+
+from attnrobust.metrics.claims_base import comparison, run_paper_tests
+from attnrobust.metrics.paired import compare, holm, mcnemar_exact, verdicts
+
+
+def _outcomes(p, n=200, seed=0):
+    return np.random.default_rng(seed).random(n) < p
+
+
+def test_exact_mcnemar_needs_more_than_five_discordant_samples():
+    """Five samples all one way is p = 0.0625: a gain of 5 samples cannot reach 0.05."""
+    a, b = np.array([1] * 5 + [0] * 95, bool), np.zeros(100, bool)
+    assert mcnemar_exact(a, b) == pytest.approx(2 / 2 ** 5)
+    assert mcnemar_exact(np.r_[a, [True]], np.zeros(101, bool)) == pytest.approx(2 / 2 ** 6)
+    assert mcnemar_exact(a, a) == 1.0
+
+
+def test_compare_gives_effect_interval_and_p_and_is_seeded():
+    a, b = _outcomes(0.6), _outcomes(0.4, seed=1)
+    c = compare(a, b)
+    assert c.effect == pytest.approx(a.mean() - b.mean()) and c.ci[0] < c.effect < c.ci[1] and c.p < 0.01
+    assert compare(a, b) == c  # same resamples every time
+    assert compare(a, b, threshold=0.6).p < 0.01 and compare(a, b, threshold=c.effect).p > 0.5
+
+
+def test_holm_is_monotone_and_never_below_the_raw_p():
+    raw = [0.01, 0.04, 0.03, 0.2]
+    adjusted = holm(raw)
+    assert adjusted == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert all(x >= r for x, r in zip(adjusted, raw))
+
+
+def test_verdicts_hold_contradict_or_stay_inconclusive():
+    better, worse, same = compare(_outcomes(0.7), _outcomes(0.3, seed=1)), compare(_outcomes(0.3), _outcomes(0.7, seed=1)), \
+        compare(_outcomes(0.5), _outcomes(0.5))
+    assert [v for v, _ in verdicts([[better], [worse], [same]])] == ["holds", "contradicted", "inconclusive"]
+    assert verdicts([[better, same]])[0][0] == "inconclusive"  # every comparison of a claim must hold
+
+
+def test_a_claim_is_tested_on_the_same_samples_and_holm_corrected_per_paper():
+    ids = [f"s{i}" for i in range(200)]
+    summaries = {e: {"per_sample": {"ids": ids, "columns": {"worst_correct": _outcomes(p, seed=k).astype(int)}}}
+                 for k, (e, p) in enumerate({"def": 0.7, "base": 0.3, "twin": 0.3}.items())}
+    claims = [{"claim": "c1", "holds": True, "comparisons": [comparison("def", "base", "worst_correct", 0.0, "A")]},
+              {"claim": "c2", "holds": False, "comparisons": [comparison("twin", "base", "worst_correct", 0.0, "A")]},
+              {"claim": "c3", "holds": True}]
+    out = run_paper_tests(summaries, claims)
+    assert [c["verdict"] for c in out] == ["holds", "inconclusive", "inconclusive"]
+    assert out[0]["tests"][0]["n"] == 200 and out[0]["p_holm"] >= out[0]["tests"][0]["p"]
+    assert out[2]["untested"] and out[2]["p_holm"] is None and out[2]["direction"] is True
+    summaries["base"]["per_sample"]["ids"] = ids[::-1]
+    with pytest.raises(Exception, match="different samples"):
+        run_paper_tests(summaries, claims[:1])
