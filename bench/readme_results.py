@@ -32,10 +32,11 @@ def results_section() -> str:
                                                                 "env.json"))
     images = {k: v for k, v in robustness.items() if "clean_acc" in v}
     videos = {k: v for k, v in robustness.items() if "clean_gap" in v}
-    n = {v["n"] for v in images.values()} | {v["n"] for v in videos.values()}
+    n_images, n_videos = ({v["n"] for v in group.values()} for group in (images, videos))
     out = [BEGIN, "",
            f"Synthetic data, `attack.eps: {next(iter(robustness.values()))['eps']}`, one training seed, "
-           f"{'/'.join(map(str, sorted(n)))} attacked samples. Produced by (`metrics/env.json`): training "
+           f"{'/'.join(map(str, sorted(n_images)))} attacked test images ({'/'.join(map(str, sorted(n_videos)))} "
+           "videos). Produced by (`metrics/env.json`): training "
            f"{describe(env['training'])}; evaluation {describe(env['evaluation'])}; commit "
            f"{env['evaluation'].get('git_commit')}. \"robust\" is the per-sample worst case over every attack "
            "within the budget.", "",
@@ -56,15 +57,17 @@ def results_section() -> str:
     out += ["", f"Claims ({len(claims)}; `metrics/claims.json`, the report's table): {counts['holds']} hold, "
                 f"{counts['contradicted']} are contradicted, {counts['inconclusive']} are inconclusive.", "",
             "| claim | effect [95% CI], n | Holm p | verdict |", "|---|---|---|---|"]
+    pretty = lambda p: "< 1e-6" if p < 1e-6 else f"{p:.3g}"  # noqa: E731
     for key, c in claims.items():
         if c["tests"]:
             t = c["tests"][0]
             more = f" (+{len(c['tests']) - 1} more)" if len(c["tests"]) > 1 else ""
             effect = f"{t['label']}: {t['effect']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}], {t['n']}{more}"
-            p = f"{c['p_holm']:.3g}"
+            p = pretty(c["p_holm"])
         else:
             effect, p = "untested: " + c["untested"], "-"
-        out.append(_row([f"`{key}` {c['claim']}", effect, p, f"**{c['verdict']}**"]))
+        flag = " (unreliable evaluation)" if c["unreliable"] else ""
+        out.append(_row([f"`{key}` {c['claim']}", effect, p, f"**{c['verdict']}**{flag}"]))
     return "\n".join(out + ["", END])
 
 

@@ -54,3 +54,13 @@ def test_a_claim_is_tested_on_the_same_samples_and_holm_corrected_per_paper():
     summaries["base"]["per_sample"]["ids"] = ids[::-1]
     with pytest.raises(Exception, match="different samples"):
         run_paper_tests(summaries, claims[:1])
+
+
+def test_better_somewhere_worse_nowhere_versus_at_least_as_good_everywhere():
+    from attnrobust.metrics.paired import claim_p
+
+    gain, tie = compare(_outcomes(0.7), _outcomes(0.3, seed=1)), compare(_outcomes(0.0), _outcomes(0.0))
+    assert claim_p([gain, tie], "any")[1] is True and claim_p([gain, tie], "any")[0] == pytest.approx(min(1, 2 * gain.p))
+    assert claim_p([gain, tie], "all") == (1.0, False)  # a tie at one budget: not better at every budget
+    loss = compare(_outcomes(0.3), _outcomes(0.7, seed=1))
+    assert claim_p([gain, loss], "any")[1] is False  # significantly worse at one budget speaks against it

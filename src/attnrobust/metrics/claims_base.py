@@ -65,14 +65,15 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
     tested = [[run_comparison(summaries, spec) for spec in c["comparisons"]] if testable(c) else [] for c in claims]
     ran = [i for i, t in enumerate(tested) if t]
     found = verdicts([[Comparison(t["effect"], (t["ci_low"], t["ci_high"]), t["p"], t["n"], t["threshold"])
-                       for t in tested[i]] for i in ran]) if ran else []
+                       for t in tested[i]] for i in ran], require=[claims[i].get("require", "all") for i in ran]) \
+        if ran else []
     out = []
     for i, claim in enumerate(claims):
-        base = {k: v for k, v in claim.items() if k not in ("comparisons", "holds")}
+        base = {k: v for k, v in claim.items() if k not in ("comparisons", "holds", "require")}
         if i in ran:
             verdict, p_holm = found[ran.index(i)]
-            out.append({**base, "direction": bool(claim["holds"]), "verdict": verdict, "p_holm": round(p_holm, 6),
-                        "tests": tested[i]})
+            out.append({**base, "direction": bool(claim["holds"]), "verdict": verdict,
+                        "p_holm": float(f"{p_holm:.3g}"), "tests": tested[i]})
         else:
             out.append({**base, "direction": bool(claim["holds"]), "verdict": "inconclusive", "p_holm": None,
                         "tests": [], "untested": claim.get("untested", "no per-sample outcomes of its experiments")})

@@ -67,7 +67,7 @@ def more_robust(summaries: dict, defence: str, baseline: str, head: str, claim: 
     return {"claim": f"{claim} (head {head})", "paper": paper, "ours": text,
             "unreliable": _unreliable(summaries, defence, baseline),
             "holds": all(x >= y - tol for _, x, y, _ in rows) and any(x > y + tol for _, x, y, _ in rows),
-            "comparisons": [c for *_, c in rows]}
+            "comparisons": [c for *_, c in rows], "require": "any"}  # better at some budget, worse at none
 
 
 def matches_or_surpasses(summaries: dict, defence: str, baseline: str, head: str, claim: str, paper: str) -> dict:

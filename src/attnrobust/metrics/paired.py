@@ -33,7 +33,7 @@ class Comparison:
 
     def as_dict(self) -> dict:
         return {"effect": round(self.effect, 4), "ci_low": round(self.ci[0], 4), "ci_high": round(self.ci[1], 4),
-                "p": round(self.p, 6), "n": self.n, "threshold": self.threshold}
+                "p": float(f"{self.p:.3g}"), "n": self.n, "threshold": self.threshold}
 
 
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,19 +79,29 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def claim_p(comparisons: list[Comparison]) -> tuple[float, bool]:
-    """(p, claimed side): a claim that needs all its comparisons is tested by the largest of
-    their p-values (an intersection-union test) when every effect lies on the claimed side of
-    its threshold; otherwise by the smallest p among those on the wrong side (evidence against)."""
+def claim_p(comparisons: list[Comparison], require: str = "all", alpha: float = ALPHA) -> tuple[float, bool]:
+    """(p, claimed side) of a claim made of several comparisons (e.g. one per budget).
+
+    ``require="all"`` (at least as good at every budget): an intersection-union test, the
+    largest p when every effect lies on the claimed side, else the smallest p on the wrong side.
+    ``require="any"`` (better somewhere, worse nowhere): the smallest p among the comparisons
+    on the claimed side, Bonferroni-corrected over the k comparisons; a comparison significantly
+    on the wrong side (also corrected) speaks against the claim first."""
+    right = [c.p for c in comparisons if c.effect > c.threshold]
     wrong = [c.p for c in comparisons if c.effect <= c.threshold]
-    if wrong:
-        return min(wrong), False
-    return max(c.p for c in comparisons), True
+    if require == "all":
+        return (min(wrong), False) if wrong else (max(right), True)
+    k = len(comparisons)
+    if wrong and min(1.0, k * min(wrong)) < alpha or not right:
+        return min(1.0, k * min(wrong)), False
+    return min(1.0, k * min(right)), True
 
 
-def verdicts(claims: list[list[Comparison]], alpha: float = ALPHA) -> list[tuple[str, float]]:
-    """(verdict, Holm-adjusted p) of each claim of one paper, from its comparisons."""
-    tested = [claim_p(c) for c in claims]
+def verdicts(claims: list[list[Comparison]], alpha: float = ALPHA,
+             require: list[str] | None = None) -> list[tuple[str, float]]:
+    """(verdict, Holm-adjusted p) of each claim of one paper, from its comparisons; ``require``
+    is each claim's "all" or "any" (:func:`claim_p`, default "all")."""
+    tested = [claim_p(c, r) for c, r in zip(claims, require or ["all"] * len(claims))]
     adjusted = holm([p for p, _ in tested])
     return [("inconclusive" if p >= alpha else "holds" if side else "contradicted", p)
             for (_, side), p in zip(tested, adjusted)]
