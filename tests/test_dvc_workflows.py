@@ -30,7 +30,7 @@ DETECTORS = ["gtsrb_iqa_kd"]  # kept by make_repo: its teacher, gtsrb_standard, 
 PIPELINE = {"fetch@gtsrb", "masks@gtsrb", *(f"{s}@{e}" for s in ("train", "attack") for e in EXPERIMENTS),
             *(f"{s}@{d}" for s in ("detector", "detect") for d in DETECTORS), "metrics"}
 ATTACKS = {*(f"attack@{e}" for e in EXPERIMENTS), *(f"detect@{d}" for d in DETECTORS), "metrics"}
-METRICS = ("metrics/robustness.json", "metrics/detection.json", "metrics/claims.json")
+METRICS = ("metrics/robustness.json", "metrics/detection.json", "metrics/claims.json", "metrics/verdicts.json")
 
 
 def _fresh_repo(root):
@@ -53,7 +53,11 @@ def test_two_runs_from_scratch_give_byte_identical_metrics(repos):
     a, b = repos
     for name in METRICS:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    assert output_files(a, ("metrics",)) == output_files(b, ("metrics",))  # the plot tables too
+    files_a, files_b = output_files(a, ("metrics",)), output_files(b, ("metrics",))  # the plot tables too
+    env_a, env_b = (json.loads(files.pop("metrics/env.json")) for files in (files_a, files_b))
+    assert files_a == files_b
+    for part in ("training", "evaluation"):  # the two repos differ only in their commit
+        assert env_a[part].pop("git_commit") != env_b[part].pop("git_commit") and env_a[part] == env_b[part]
     assert json.loads((a / METRICS[0]).read_text()).keys() == set(EXPERIMENTS)
 
 

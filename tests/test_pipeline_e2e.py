@@ -83,4 +83,6 @@ def test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it(ti
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env))
     assert sum(len(row.get("experiments") or []) for row in shown) == 2  # the eps run and this one, on the baseline
     plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "--json"], repo, env))
-    assert {"robustness_vs_eps", "gap_vs_eps", "metrics/plots/roc.csv", "metrics/plots/race.csv"} <= set(plots["data"])
+    assert {f"metrics/plots/{name}.csv" for name in ("robustness_vs_eps", "gap_vs_eps", "roc", "race", "training_loss",
+                                                     "training_clean_acc")} <= set(plots["data"])
+    assert not plots.get("errors"), plots.get("errors")  # every plot file is one DVC can read
