@@ -34,9 +34,9 @@ def tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(32, 3, 8, 8, generator=g), torch.randint(0, 5, (32,), generator=g)
 
 
-@pytest.fixture
-def prepared_dir(tmp_path) -> Path:
-    """A tiny prepared dataset (3 separable classes, 16 px) in the real shard format."""
+def write_separable_dataset(out: Path, n_train: int, n_test: int, shard_size: int = 64) -> Path:
+    """3 separable classes (colour of the central square), 16 px, ROI mask on the square, written
+    to ``out`` in the real shard format; the same bytes for the same sizes."""
     import numpy as np
 
     from attnrobust.data.prepared import PreparedSplit, write_prepared
@@ -52,8 +52,13 @@ def prepared_dir(tmp_path) -> Path:
         masks[:, 4:12, 4:12] = 1
         return PreparedSplit(images, masks, labels, [f"img{i:03d}" for i in range(n)])
 
-    out = tmp_path / "prepared"
-    out.mkdir()
-    write_prepared(out, {"train": split(48), "test": split(24)}, dataset="gtsrb", classes=["a", "b", "c"],
-                   shard_size=20)
+    out.mkdir(parents=True)
+    write_prepared(out, {"train": split(n_train), "test": split(n_test)}, dataset="gtsrb", classes=["a", "b", "c"],
+                   shard_size=shard_size)
     return out
+
+
+@pytest.fixture
+def prepared_dir(tmp_path) -> Path:
+    """A tiny prepared dataset (3 separable classes, 16 px) in the real shard format."""
+    return write_separable_dataset(tmp_path / "prepared", 48, 24, shard_size=20)

@@ -12,7 +12,6 @@ import json
 import socket
 import sys
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -27,14 +26,14 @@ from attnrobust.attacks.pgd import pgd
 from attnrobust.attacks.sanity import tolerance
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.checkpoint import load_model
-from attnrobust.data.prepared import PreparedSplit, load_prepared, write_prepared
+from attnrobust.data.prepared import load_prepared
 from attnrobust.experiment import parse_experiment
 from attnrobust.methods import get_method
 from attnrobust.models import build_model
 from attnrobust.runtime import autocast_forward, resolve_device, resolve_precision
 from attnrobust.tasks import task_for
 from attnrobust.training import TrainConfig, train_experiment
-from conftest import ROOT
+from conftest import ROOT, write_separable_dataset
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -47,21 +46,7 @@ HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "robust_acc"
 
 def _write_dataset(out, n_train: int, n_test: int):
     """3 separable classes (colour of the central square), 16 px, in the real shard format."""
-    rng = np.random.default_rng(0)
-
-    def split(n: int) -> PreparedSplit:
-        labels = np.arange(n) % 3
-        images = rng.integers(0, 60, (n, 3, 16, 16), dtype=np.uint8)
-        for c in range(3):
-            images[labels == c, c, 4:12, 4:12] += 180
-        masks = np.zeros((n, 16, 16), np.uint8)
-        masks[:, 4:12, 4:12] = 1
-        return PreparedSplit(images, masks, labels, [f"img{i:03d}" for i in range(n)])
-
-    out.mkdir()
-    write_prepared(out, {"train": split(n_train), "test": split(n_test)}, dataset="gtsrb", classes=["a", "b", "c"],
-                   shard_size=64)
-    return out
+    return write_separable_dataset(out, n_train, n_test)
 
 
 @pytest.fixture(scope="module")

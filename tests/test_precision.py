@@ -6,7 +6,6 @@ the CPU (``precision: bf16`` forces CPU autocast), so it runs everywhere.
 import csv
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,12 +13,13 @@ import torch.nn.functional as F
 from attnrobust.evaluation import evaluate_checkpoint
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.config import build
-from attnrobust.data.prepared import PreparedSplit, write_prepared
 from attnrobust.errors import UserError
 from attnrobust.experiment import parse_experiment
 from attnrobust.models import build_model
 from attnrobust.runtime import autocast_forward, resolve_precision
 from attnrobust.training import TrainConfig, train_experiment
+
+from conftest import write_separable_dataset
 
 CPU = torch.device("cpu")
 HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "robust_acc")
@@ -70,22 +70,7 @@ def test_fp32_leaves_the_model_untouched():
 def prepared(tmp_path, monkeypatch):
     """3 separable classes, 64 test images (enough for a tolerance of a few samples)."""
     monkeypatch.chdir(tmp_path)  # dvclive inspects the git repo around the cwd
-    rng = np.random.default_rng(0)
-
-    def split(n: int) -> PreparedSplit:
-        labels = np.arange(n) % 3
-        images = rng.integers(0, 60, (n, 3, 16, 16), dtype=np.uint8)
-        for c in range(3):
-            images[labels == c, c, 4:12, 4:12] += 180
-        masks = np.zeros((n, 16, 16), np.uint8)
-        masks[:, 4:12, 4:12] = 1
-        return PreparedSplit(images, masks, labels, [f"img{i:03d}" for i in range(n)])
-
-    out = tmp_path / "prepared"
-    out.mkdir()
-    write_prepared(out, {"train": split(48), "test": split(64)}, dataset="gtsrb", classes=["a", "b", "c"],
-                   shard_size=64)
-    return out
+    return write_separable_dataset(tmp_path / "prepared", 48, 64)
 
 
 def _verdicts(path):
