@@ -181,7 +181,8 @@ def _columns(path) -> dict[str, list[str]]:
 
 def test_two_processes_attack_as_one_process(tmp_path, prepared_dir, monkeypatch):
     _train_one_process(_params(tmp_path, 1), "tiny", prepared_dir, tmp_path / "model")
-    attack = {"eps": 4, "suite": "standard", "aa_n_samples": 9, "aa_square_queries": 20, "race_steps": [3],
+    attack = {"eps": 4, "suite": "standard", "aa_from": "clean", "aa_n_samples": 9, "aa_square_queries": 20,
+              "aa_attacks": ["apgd_ce", "apgd_t", "fab_t", "square"], "race_steps": [3],
               "race_samples": 5}
     one = evaluate_checkpoint("tiny", tmp_path / "model", prepared_dir, tmp_path / "one",
                               load_section(_params(tmp_path, 1, **attack), "attack", AttackConfig))

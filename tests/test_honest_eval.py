@@ -11,6 +11,7 @@ from attnrobust.attacks.adaptive import bpda
 from attnrobust.attacks.autoattack import MULTILABEL, run_autoattack, skip_reason
 from attnrobust.attacks.suite import AttackConfig, per_sample_worst, run_suite
 from attnrobust.metrics.aggregate import headline_metrics
+from attnrobust.units import tolerance
 
 C, EPS_LEVELS = 5, 8
 EPS = EPS_LEVELS / 255
@@ -71,7 +72,7 @@ def accuracy(model, x, y) -> float:
 
 def config(**kw) -> AttackConfig:
     base = dict(eps=EPS_LEVELS, steps=20, n_samples=0, batch_size=128, eps_sweep=[4], steps_sweep=[10],
-                race_steps=[], device="cpu", aa_square_queries=100)
+                race_steps=[], device="cpu", aa_square_queries=100, suite="fast")
     return AttackConfig(**{**base, **kw})
 
 
@@ -166,7 +167,8 @@ def test_gradient_masking_trips_the_checks_and_the_unmasked_model_passes(trained
 
 def test_black_box_square_beating_white_box_marks_the_masked_model(trained, held_out):
     x, y = held_out
-    cfg = config(suite="standard", eps=12, eps_sweep=[], steps=5, steps_sweep=[], aa_square_queries=1000)
+    cfg = config(suite="standard", aa_from="clean", aa_attacks=["apgd_ce", "apgd_t", "fab_t", "square"], eps=12, eps_sweep=[], steps=5, steps_sweep=[],
+                 aa_square_queries=1000)
     summary, cols = run_suite(nn.Sequential(Quantise(), trained), x, y, cfg, num_classes=C, device=CPU)
     assert summary["autoattack"]["acc_after"]["fab_t"] == summary["pgd_acc"] == 1.0  # gradients see nothing
     assert summary["autoattack_acc"] < 0.9  # random search does: ~24 of 100 broken
@@ -190,7 +192,8 @@ def test_bpda_through_the_quantiser_breaks_the_masked_model(trained, held_out):
 
 def test_standard_suite_runs_autoattack_per_sample(trained, held_out):
     x, y = held_out
-    summary, cols = run_suite(trained, x, y, config(suite="standard"), num_classes=C, device=CPU)
+    summary, cols = run_suite(trained, x, y, config(suite="standard", aa_from="clean",
+                                                        aa_attacks=["apgd_ce", "apgd_t", "fab_t", "square"]), num_classes=C, device=CPU)
     names = ["clean_correct", "apgd_ce_correct", "apgd_t_correct", "fab_t_correct", "square_correct"]
     assert all(len(cols[k]) == len(y) and set(np.unique(cols[k])) <= {0, 1} for k in names + ["autoattack_correct"])
     stacked = np.stack([cols[k] for k in names])
@@ -275,7 +278,30 @@ def test_new_attack_params_are_validated():
         config(eot_samples=0)
     with pytest.raises(ValueError):
         config(aa_square_queries=0)
-    assert config().suite == "fast"
+    assert AttackConfig(eps=8, steps=10).suite == "standard"  # AutoAttack by default
+    with pytest.raises(ValueError):
+        config(aa_from="everything")
+    with pytest.raises(ValueError):
+        config(aa_attacks=["apgd_dlr"])
+    assert AttackConfig(eps=8, steps=10).aa_attacks == ["apgd_ce", "apgd_t"]
+
+
+def test_autoattack_on_the_survivors_gives_the_worst_case_of_running_it_on_every_point(trained, held_out):
+    """``aa_from: survivors`` skips the points our attacks already broke: the per-sample worst case
+    is an AND, so it may differ from ``clean`` only by AutoAttack's random starts (a sample's start
+    depends on its batch), and ``attack_strength`` counts what AutoAttack added."""
+    x, y = held_out
+    cfg = dict(suite="standard", eps=12, steps=2, eps_sweep=[], steps_sweep=[1], aa_square_queries=50)
+    survivors, s_cols = run_suite(trained, x, y, config(**cfg), num_classes=C, device=CPU)
+    every, e_cols = run_suite(trained, x, y, config(**cfg, aa_from="clean"), num_classes=C, device=CPU)
+    assert np.array_equal(s_cols["pgd_suite_correct"], e_cols["pgd_suite_correct"])  # the same PGD runs
+    assert (s_cols["autoattack_correct"] <= s_cols["pgd_suite_correct"]).all()  # only survivors were attacked
+    assert abs(survivors["robust_acc"] - every["robust_acc"]) <= tolerance(len(y))
+    assert "autoattack_acc" not in survivors and "autoattack_acc" in every
+    share, extra, n = survivors["attack_strength"]["value"]
+    assert n == len(y) and extra == int(((s_cols["pgd_suite_correct"] == 1) & (s_cols["worst_correct"] == 0)).sum())
+    assert survivors["robust_acc"] == pytest.approx(survivors["pgd_suite_acc"] - share)
+    assert headline_metrics({"e": survivors})["e"]["aa_extra_broken"] == round(share, 4)
 
 
 def test_tolerance_admits_exactly_two_samples_despite_float_rounding():

@@ -1,6 +1,7 @@
 """GAP@k, Hit@1 and mAP against hand-computed cases and a literal port of the YouTube-8M starter code."""
 from __future__ import annotations
 
+import heapq
 import random
 
 import numpy as np
@@ -14,8 +15,9 @@ from attnrobust.metrics.multilabel import (
 )
 
 # ---------------------------------------------------------------- literal port of google/youtube-8m
-# eval_util.top_k_triplets / top_k_by_class / flatten and
-# average_precision_calculator.AveragePrecisionCalculator.ap_at_n (+ _shuffle), Python 3 syntax.
+# eval_util.top_k_triplets / top_k_by_class / flatten / calculate_gap and
+# average_precision_calculator.AveragePrecisionCalculator.accumulate (its heapq heap) /
+# peek_ap_at_n / ap_at_n (+ _shuffle), google/youtube-8m 686a443, Python 3 syntax.
 
 
 def _flatten(lists):
@@ -68,20 +70,51 @@ def _ap_at_n(predictions, actuals, n=20, total_num_positives=None):
     return ap
 
 
+class _AveragePrecisionCalculator:
+    def __init__(self, top_n=None):
+        self._top_n, self._total_positives, self._heap = top_n, 0, []
+
+    def accumulate(self, predictions, actuals, num_positives=None):
+        self._total_positives += num_positives if num_positives is not None else np.size(np.where(actuals > 0))
+        topk, heap = self._top_n, self._heap
+        for i in range(np.size(predictions)):
+            if topk is None or len(heap) < topk:
+                heapq.heappush(heap, (predictions[i], actuals[i]))
+            elif predictions[i] > heap[0][0]:
+                heapq.heappop(heap)
+                heapq.heappush(heap, (predictions[i], actuals[i]))
+
+    def peek_ap_at_n(self):
+        if len(self._heap) <= 0:
+            return 0
+        predlists = np.array(list(zip(*self._heap)))
+        return _ap_at_n(predlists[0], predlists[1], n=self._top_n, total_num_positives=self._total_positives)
+
+
 def starter_gap(predictions, actuals, top_k=20):
     """eval_util.calculate_gap: AveragePrecisionCalculator() (top_n=None) over the flattened top-k."""
+    calculator = _AveragePrecisionCalculator()
     sparse_predictions, sparse_labels, num_positives = _top_k_by_class(predictions, actuals, top_k)
-    flat = _flatten(sparse_predictions)
-    if not flat:
-        return 0
-    return _ap_at_n(flat, _flatten(sparse_labels), n=None, total_num_positives=sum(num_positives))
+    calculator.accumulate(_flatten(sparse_predictions), _flatten(sparse_labels), sum(num_positives))
+    return calculator.peek_ap_at_n()
 
 
 def starter_class_aps(predictions, actuals, top_k=20):
     """MeanAveragePrecisionCalculator.peek_map_at_n after accumulating the top-k by class."""
     sparse_predictions, sparse_labels, num_positives = _top_k_by_class(predictions, actuals, top_k)
-    return [_ap_at_n(p, a, n=None, total_num_positives=n) if p else 0
-            for p, a, n in zip(sparse_predictions, sparse_labels, num_positives)]
+    aps = []
+    for p, a, n in zip(sparse_predictions, sparse_labels, num_positives):
+        calculator = _AveragePrecisionCalculator()
+        calculator.accumulate(p, a, n)
+        aps.append(calculator.peek_ap_at_n())
+    return aps
+
+
+def _without_heap_gap(predictions, actuals, top_k=20):
+    """What the project computed before: the same, minus the heap (the flattened order shuffled)."""
+    sparse_predictions, sparse_labels, num_positives = _top_k_by_class(predictions, actuals, top_k)
+    return _ap_at_n(_flatten(sparse_predictions), _flatten(sparse_labels), n=None,
+                    total_num_positives=sum(num_positives))
 
 
 @pytest.fixture
@@ -135,18 +168,39 @@ def test_hit_at_1_counts_top_class_only():
     assert hit_at_1(predictions, labels) == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("ties", [False, True])
-def test_matches_starter_code_on_random_data(ties, keep_global_random):
-    rng = np.random.default_rng(1 + ties)
+def _scores(rng, kind: str, n: int, c: int) -> np.ndarray:
+    """continuous; tied (few distinct, as 8-bit quantised scores); saturated float32 sigmoids (many exactly 1.0)."""
+    if kind == "continuous":
+        return rng.random((n, c)).astype(np.float32)
+    if kind == "tied":
+        return (np.round(rng.random((n, c)) * 3) / 3).astype(np.float32)
+    logits = rng.normal(0, 12, (n, c)).astype(np.float32)  # |logit| > 17 -> exactly 1.0 in float32
+    return (1 / (1 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "tied", "saturated"])
+def test_matches_starter_code_on_random_data(kind, keep_global_random):
+    rng = np.random.default_rng({"continuous": 1, "tied": 2, "saturated": 3}[kind])
     for _ in range(20):
         n, c, k = int(rng.integers(1, 40)), int(rng.integers(2, 60)), int(rng.integers(1, 25))
-        predictions = rng.random((n, c)).astype(np.float32)
-        if ties:  # few distinct scores: the seeded shuffle decides the order
-            predictions = np.round(predictions * 3) / 3
+        predictions = _scores(rng, kind, n, c)
         labels = (rng.random((n, c)) < 0.15).astype(np.int64)
         assert gap_at_k(predictions, labels, k) == pytest.approx(starter_gap(predictions, labels, k), abs=1e-6)
         np.testing.assert_allclose(average_precision_per_class(predictions, labels, k),
                                    starter_class_aps(predictions, labels, k), atol=1e-6)
+
+
+def test_the_heap_is_what_makes_ties_agree(keep_global_random):
+    """Without the starter's heap the pooled order of tied scores differs, and so does GAP (by up to
+    0.04 on saturated scores): the check above would not pass with the flattened order."""
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for _ in range(30):
+        predictions = _scores(rng, "saturated", 30, 40)
+        labels = (rng.random((30, 40)) < 0.1).astype(np.int64)
+        worst = max(worst, abs(_without_heap_gap(predictions, labels) - starter_gap(predictions, labels)))
+        assert gap_at_k(predictions, labels) == pytest.approx(starter_gap(predictions, labels), abs=1e-6)
+    assert worst > 1e-3
 
 
 def test_gap_leaves_global_random_untouched():

@@ -134,20 +134,30 @@ def _attack_survivors(attack, model: nn.Module, x: Tensor, y: Tensor, robust: Te
 
 def run_autoattack(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, num_classes: int, device,
                    batch_size: int = 250, seed: int = 0, square_queries: int = SQUARE_QUERIES,
-                   eot_samples: int = 1, perturb_mask: Tensor | None = None) -> tuple[dict, dict[str, Tensor]]:
+                   eot_samples: int = 1, perturb_mask: Tensor | None = None,
+                   start: Tensor | None = None,
+                   attacks: tuple[str, ...] = ATTACKS) -> tuple[dict, dict[str, Tensor]]:
     """AutoAttack-standard on images ``x`` (N, C, H, W) in [0, 1] with labels ``y`` (N,).
 
     ``eps`` is in input units (8/255). ``perturb_mask`` (broadcastable to ``x``) may fix whole
-    binary channels (an input mask); :func:`skip_reason` must be None. Returns (summary,
-    columns): cumulative (N,) bool columns ``<attack>_correct`` and ``autoattack_correct``.
+    binary channels (an input mask); :func:`skip_reason` must be None. ``start`` (N,) bool, if
+    given, are the points still standing before AutoAttack (e.g. after other attacks): only those
+    are attacked, the way each AutoAttack attack only attacks the points its predecessors left.
+    ``attacks`` picks a subsequence of :data:`ATTACKS` (always run in AutoAttack's order).
+    Returns (summary, columns): cumulative (N,) bool columns ``<attack>_correct`` for the attacks
+    run and ``autoattack_correct``; ``clean`` in ``acc_after`` is the share standing at the start.
     """
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown or not attacks:
+        raise ValueError(f"AutoAttack attacks {unknown or '[]'}: choose a non-empty subset of {list(ATTACKS)}")
+    chosen = tuple(a for a in ATTACKS if a in attacks)
     reason = skip_reason(x, y, num_classes=num_classes, eps=eps, perturb_mask=perturb_mask)
     if reason is not None:
         raise ValueError(f"AutoAttack does not apply: {reason}")
     t0, device = time.perf_counter(), torch.device(device)
     if perturb_mask is not None:
         model = _RestoreFixedChannels(model, torch.broadcast_to(perturb_mask, x.shape)[:1, :, :1, :1].bool())
-    attacks, skipped = standard_attacks(model, eps=eps, num_classes=num_classes, seed=seed, device=device,
+    runnable, skipped = standard_attacks(model, eps=eps, num_classes=num_classes, seed=seed, device=device,
                                         square_queries=square_queries, eot_samples=eot_samples)
     cols: dict[str, Tensor] = {}
     acc_after, runtime, broken, rejected = {}, {}, {}, 0
@@ -155,11 +165,13 @@ def run_autoattack(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, num_cl
         robust = torch.cat([torch.zeros(0, dtype=torch.long),  # an empty share of several processes
                             *(model(x[s:s + batch_size].to(device)).argmax(1).cpu()
                               for s in range(0, len(y), batch_size))]) == y
+        if start is not None:
+            robust &= start.bool()
         acc_after["clean"] = float(robust.float().mean())
-        for name in ATTACKS:
+        for name in chosen:
             t_attack, before = time.perf_counter(), robust
-            if name in attacks:
-                robust, n_rejected = _attack_survivors(attacks[name], model, x, y, robust, eps=eps,
+            if name in runnable:
+                robust, n_rejected = _attack_survivors(runnable[name], model, x, y, robust, eps=eps,
                                                        batch_size=batch_size, device=device)
                 rejected += n_rejected
             cols[f"{name}_correct"] = robust
@@ -169,8 +181,9 @@ def run_autoattack(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, num_cl
     cols["autoattack_correct"] = robust
     runtime["total"] = round(time.perf_counter() - t0, 2)
     summary = {
-        "status": "ran", "version": "standard", "library": f"pyautoattack {PYAUTOATTACK_VERSION}", "n": len(y),
-        "acc": acc_after["square"], "acc_after": acc_after, "broken_by": broken,
+        "status": "ran", "version": "standard" if chosen == ATTACKS else "+".join(chosen),
+        "library": f"pyautoattack {PYAUTOATTACK_VERSION}", "n": len(y),
+        "acc": acc_after[chosen[-1]], "acc_after": acc_after, "broken_by": broken,
         "n_target_classes": min(MAX_TARGETS, num_classes - 1), "square_queries": square_queries,
         "eot_iter": eot_samples, "skipped_attacks": skipped, "rejected_outside_budget": rejected,
     }
@@ -188,7 +201,8 @@ def combine_shares(parts: list[dict]) -> dict:
     n = sum(p["n"] for p in ran)
     first = ran[0]
     acc_after = {k: sum(round(p["acc_after"][k] * p["n"]) for p in ran) / n for k in first["acc_after"]}
-    return {**first, "n": n, "acc": acc_after["square"], "acc_after": acc_after,
+    last = list(first["acc_after"])[-1]  # the last attack run: the cumulative accuracy
+    return {**first, "n": n, "acc": acc_after[last], "acc_after": acc_after,
             "broken_by": {k: sum(p["broken_by"][k] for p in ran) for k in first["broken_by"]},
             "rejected_outside_budget": sum(p["rejected_outside_budget"] for p in ran),
             "processes": len(parts)}

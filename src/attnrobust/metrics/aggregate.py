@@ -15,7 +15,8 @@ from attnrobust.io import read_json
 HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "targeted_success", "robust_acc",
             "clean_gap", "clean_hit1", "clean_map", "fgsm_gap", "pgd_gap", "pgd_hit1", "pgd_map", "robust_gap",
             "pgd_acc_fg_only", "robust_acc_fg_only",  # *_fg_only: threat model B, foreground-only perturbation
-            "autoattack_acc")  # attack.suite: standard only
+            "pgd_suite_acc", "aa_extra_broken",  # attack.suite: standard: our attacks alone, AutoAttack's addition
+            "autoattack_acc")  # attack.aa_from: clean only: AutoAttack alone
 # plot table -> (x key, y key) in a summary's curves; a table holds the summaries that have its y key
 CURVES = {"robustness_vs_eps": ("eps", "eps_acc"), "robustness_vs_steps": ("steps", "steps_acc"),
           "gap_vs_eps": ("eps", "eps_gap"), "gap_vs_steps": ("steps", "steps_gap"),

@@ -3,17 +3,24 @@
 ``predictions`` are (N videos, C classes) scores (the starter models output sigmoid
 probabilities; any monotone score works), ``labels`` are (N, C) multi-hot {0, 1}.
 
-GAP@k follows ``eval_util.calculate_gap`` + ``AveragePrecisionCalculator.ap_at_n``
-(google/youtube-8m): keep each video's top-k classes, pool the pairs of *all* videos into
-one list, shuffle it with the permutation ``random.seed(0); random.sample(range(n), n)``
-(only ties are affected), stable-sort by score descending and sum the precision at each
-hit divided by the number of ground-truth positives over *all* labels, including the ones
-outside the top-k (so a video with more than k labels caps GAP below 1). The starter code
+GAP@k follows ``eval_util.calculate_gap`` + ``AveragePrecisionCalculator.accumulate`` /
+``peek_ap_at_n`` / ``ap_at_n`` (google/youtube-8m): keep each video's top-k classes
+(``numpy.argpartition``), pool the pairs of *all* videos into one class-major list, push them one
+by one onto a ``heapq`` heap of ``(score, label)`` tuples and read the heap's array back, shuffle
+that with the permutation ``random.seed(0); random.sample(range(n), n)``, stable-sort by score
+descending and sum the precision at each hit divided by the number of ground-truth positives over
+*all* labels, including the ones outside the top-k (so a video with more than k labels caps GAP
+below 1).
+
+Tie order: only tied scores (quantised or saturated sigmoids) feel the heap and the shuffle, and
+here they get exactly the starter's order: the same argpartition, the same heap (ties between
+equal scores broken by the label, as tuple comparison does), the same permutation. The starter
 reseeds Python's global ``random``; here a private ``random.Random(0)`` draws the same
 permutation without touching global state.
 """
 from __future__ import annotations
 
+import heapq
 import random
 
 import numpy as np
@@ -28,19 +35,29 @@ def _check(predictions: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _pooled_ap(scores: np.ndarray, hits: np.ndarray, num_positives: float) -> float:
-    """Non-interpolated AP of one ranked list, as ``ap_at_n(n=None, total_num_positives)``.
+    """Non-interpolated AP of one ranked list, as ``accumulate`` + ``peek_ap_at_n`` (top_n None).
 
-    ``scores``/``hits`` are 1-D in the order the starter code accumulates them; the seeded
-    shuffle and the stable descending sort reproduce its tie-breaking exactly.
+    ``scores``/``hits`` are 1-D in the order the starter code accumulates them; its heap, the
+    seeded shuffle and the stable descending sort reproduce its tie-breaking exactly.
     """
     if num_positives <= 0 or len(scores) == 0:
         return 0.0
+    scores, hits = _heap_order(scores, hits)
     perm = random.Random(0).sample(range(len(scores)), len(scores))
     scores, hits = scores[perm], hits[perm]
     order = np.argsort(-scores, kind="stable")  # == sorted(..., reverse=True): stable for ties
     hits = hits[order].astype(np.float64)
     precision_at_rank = np.cumsum(hits) / np.arange(1, len(hits) + 1)
     return float((precision_at_rank * hits).sum() / num_positives)
+
+
+def _heap_order(scores: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs in the order of the array of a heap they are pushed onto one by one
+    (``AveragePrecisionCalculator.accumulate``; ``peek_ap_at_n`` reads ``self._heap`` as it lies)."""
+    heap: list[tuple[float, int]] = []
+    for pair in zip(scores.astype(np.float64).tolist(), hits.astype(np.int64).tolist()):
+        heapq.heappush(heap, pair)  # float32 -> float64 is exact and keeps every comparison
+    return np.array([p for p, _ in heap], dtype=np.float64), np.array([h for _, h in heap], dtype=np.int64)
 
 
 def _top_k_mask(predictions: np.ndarray, k: int) -> np.ndarray:
