@@ -256,6 +256,10 @@ def test_evaluation_writes_per_head_results(trained_protoattn, prepared_dir, tmp
     for head in ("fr", "a"):
         assert {f"{a}_acc_eps{e}" for a in ("bim", "mim") for e in (2, 4)} <= set(summary["heads"][head])
     assert summary["robust_acc"] <= summary["heads"]["fr"]["worst_acc_eps4"] + 1e-9
+    # the A head faces the whole shared suite too, as its single-head baselines do
+    assert set(a["suite"]) >= {"clean_acc", "pgd_acc", "pgd_targeted_acc", "robust_acc"}
+    assert a["worst_acc_eps4"] <= a["suite"]["robust_acc"] + 1e-9 and "suite" not in fr
+    assert {"heads_a_eps_monotone", "heads_a_whole_box_zero"} <= set(summary["sanity"])
     latent = summary["latent"]
     assert set(latent) == {"clean", "bim_eps4"} and latent["clean"]["ratio"] > 0
     assert latent["clean"]["ratio"] == pytest.approx(latent["clean"]["other"] / latent["clean"]["own"])

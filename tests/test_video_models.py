@@ -139,3 +139,53 @@ def test_video_suite_reports_every_key_and_consistent_scores():
     assert summary["robust_gap"] <= min(summary["pgd_gap"], summary["fgsm_gap"]) + 1e-9
     assert all(c.dtype.name == "int64" and len(c) == 16 for c in columns.values())
     assert {"clean_hit", "pgd_hit", "worst_hit"} <= set(columns)
+
+
+def test_margin_loss_ranks_every_non_label_above_every_label():
+    """The pairwise margin is 0 at a perfect ranking's tie, grows as non-labels overtake labels, and is
+    capped per pair; single-label is Carlini & Wagner's margin."""
+    from attnrobust.tasks import MARGIN_CAP, TASKS
+
+    y = torch.tensor([[1.0, 0, 1, 0]])
+    assert float(VIDEO.margin_attack_loss(torch.tensor([[2.0, 0, 2, 0]]), y)) == -8.0  # 4 pairs, each -2
+    assert float(VIDEO.margin_attack_loss(torch.tensor([[0.0, 1, 0, 1]]), y)) == 4.0  # every pair flipped by 1
+    assert float(VIDEO.margin_attack_loss(torch.tensor([[0.0, 99, 0, 99]]), y)) == 4 * MARGIN_CAP
+    image = TASKS["gtsrb"]
+    assert float(image.margin_attack_loss(torch.tensor([[3.0, 1.0, 2.0]]), torch.tensor([0]))) == -1.0
+
+
+def test_video_suite_attacks_with_the_margin_loss_and_folds_it_into_the_worst_case():
+    x, y = _video_batch(16)
+    cfg = AttackConfig(eps=8, steps=3, n_samples=0, batch_size=8, eps_sweep=[], steps_sweep=[3], device="cpu")
+    summary, columns = run_video_suite(_model(), x, y, cfg, num_classes=C, device=torch.device("cpu"), task=VIDEO)
+    assert 0.0 <= summary["pgd_margin_gap"] < summary["clean_gap"]
+    assert summary["robust_gap"] <= summary["pgd_margin_gap"] + 1e-9
+    assert "pgd_margin_hit" in columns
+
+
+@pytest.mark.parametrize("param,value", [("restarts", 2), ("eot_samples", 3)])
+def test_every_video_attack_gets_restarts_and_eot(param, value, monkeypatch):
+    """attack.restarts and attack.eot_samples reach every PGD call of the video suite."""
+    import attnrobust.tasks as tasks
+
+    real = tasks.pgd
+
+    def calls(**kw) -> list[tuple[int, bool]]:
+        seen = []
+
+        def spy(*args, **kwargs):
+            seen.append((kwargs.get("eot_samples", 1), kwargs.get("random_start", True)))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tasks, "pgd", spy)
+        x, y = _video_batch(8)
+        cfg = AttackConfig(eps=8, steps=2, n_samples=0, batch_size=8, eps_sweep=[4], steps_sweep=[1], device="cpu",
+                           **kw)
+        run_video_suite(_model(), x, y, cfg, num_classes=C, device=torch.device("cpu"), task=VIDEO)
+        return seen
+
+    if param == "eot_samples":
+        assert all(eot == value for eot, _ in calls(eot_samples=value))
+    else:  # every random-start PGD runs once per restart (FGSM has no random start)
+        once = [c for c in calls() if c[1]]
+        assert len([c for c in calls(restarts=value) if c[1]]) == value * len(once) and once

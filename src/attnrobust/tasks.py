@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from attnrobust.experiment import Experiment
 
 
+MARGIN_CAP = 10.0  # logits: a margin beyond this is broken enough; the cap stops one pair dominating
+
+
 @dataclass
 class Tensors:
     """A split in memory. Images: x (N, 3, H, W), y (N,), mask (N, 1, H, W) foreground.
@@ -67,6 +70,22 @@ class Task:
             return F.binary_cross_entropy_with_logits(logits, y, reduction="sum")
         return F.cross_entropy(logits, y, reduction="sum")
 
+    def margin_attack_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """A margin loss on the logits (summed over the batch), which a saturated cross-entropy
+        cannot hide. Single-label: Carlini & Wagner's ``max_{j != y} z_j - z_y``, capped at
+        :data:`MARGIN_CAP`. Multi-label: the same per (label, non-label) pair of a sample,
+        ``min(z_n - z_p, cap)`` summed over the pairs: ascending it ranks every non-label above
+        every label, which is what lowers GAP, while BCE may spend the budget on one label."""
+        logits = logits.float()
+        if self.multilabel:
+            pos, neg = y > 0.5, y <= 0.5  # (N, C)
+            pairs = logits[:, None, :] - logits[:, :, None]  # [i, p, n] = z_n - z_p
+            valid = pos[:, :, None] & neg[:, None, :]
+            return (pairs.clamp(max=MARGIN_CAP) * valid).sum()
+        true = logits.gather(1, y[:, None]).squeeze(1)
+        other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+        return (other - true).clamp(max=MARGIN_CAP).sum()
+
     def score(self, logits: Tensor, y: Tensor) -> dict[str, float]:
         """Clean-data scores: top-1 accuracy, or GAP@20 and Hit@1 for multi-label video."""
         if self.multilabel:
@@ -96,12 +115,17 @@ class Task:
 
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | Tensor, steps: int,
                step_size: float | Tensor, targets: Tensor | None = None, random_start: bool = True,
-               restarts: int = 1, generator: torch.Generator | None = None, early_stop: bool = False) -> Tensor:
+               restarts: int = 1, generator: torch.Generator | None = None, early_stop: bool = False,
+               loss: str = "ce", eot_samples: int = 1) -> Tensor:
         """L-inf PGD in this task's threat model; ``eps`` and ``step_size`` in 8-bit levels.
 
         Every sample takes every step (Madry et al.'s PGD, as adversarial training needs: a point
         misclassified at step 1 still moves on to a higher loss). ``early_stop`` stops a
-        single-label sample at its first fooling iterate, which an evaluation may do."""
+        single-label sample at its first fooling iterate, which an evaluation may do. ``loss``:
+        ``ce`` (:meth:`attack_loss`) or ``margin`` (:meth:`margin_attack_loss`); ``eot_samples``
+        averages each step's gradient over that many forward passes (randomised models)."""
+        if loss not in ("ce", "margin"):
+            raise ValueError(f"attack loss {loss!r}: ce or margin")
         if targets is not None and self.multilabel:
             raise UserError(f"{self.name}: targeted attacks are defined for single-label tasks only")
         unit = levels_to_input(1, self.domain)
@@ -111,8 +135,8 @@ class Task:
             success = hits_target if targets is not None else misclassified
         return pgd(model, x, y, eps=eps * unit, steps=steps, step_size=step_size * unit, targets=targets,
                    random_start=random_start, restarts=restarts, bounds=input_bounds(self.domain),
-                   loss_fn=self.attack_loss, success_fn=success, perturb_mask=self.perturb_mask(x),
-                   generator=generator)
+                   loss_fn=self.attack_loss if loss == "ce" else self.margin_attack_loss, success_fn=success,
+                   perturb_mask=self.perturb_mask(x), generator=generator, eot_samples=eot_samples)
 
 
 def _load_images(data_dir: Path, split: str) -> Tensors:

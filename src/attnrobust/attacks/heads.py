@@ -22,7 +22,11 @@ Per head: ``clean_acc``, ``<attack>_acc_eps<e>``, and ``worst_acc_eps<e>`` (per 
 under every attack with budget <= e). The head that ``forward`` returns (the primary head) and
 the shared suite attack the same output, so they are folded both ways: its attacks within
 ``attack.eps`` join the suite's per-sample worst case (``robust_acc``), and for e >= ``attack.eps``
-its ``worst_acc_eps<e>`` also counts every suite attack.
+its ``worst_acc_eps<e>`` also counts every suite attack. Every other head gets the whole shared
+suite too (:func:`~attnrobust.attacks.suite.run_suite` on that head's logits: PGD, targeted PGD,
+the sweeps, AutoAttack), folded into its ``worst_acc_eps<e>`` for e >= ``attack.eps`` the same
+way, so every head faces the attacks its single-head baselines face; its results are
+``heads[<head>]["suite"]`` and its sanity checks ``heads_<head>_<check>``.
 
 For models with ``latent_distances(x, y)`` (``protoattn``) the summary also gets ``latent``, the
 class separation of the latent space, on clean inputs and on BIM examples at the largest budget
@@ -42,7 +46,7 @@ from attnrobust import distributed
 from attnrobust.units import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import per_sample, project, eval_no_param_grad, misclassified, pgd
 from attnrobust.attacks.sanity import check, monotone, gradient_norms, tolerance
-from attnrobust.attacks.suite import per_sample_worst
+from attnrobust.attacks.suite import per_sample_worst, run_suite
 
 SINGLE = "single"  # the one head of a model without ``forward_heads``
 # head -> the losses its attacks ascend, each the heads whose cross-entropies are summed (the official one first)
@@ -73,6 +77,18 @@ class HeadsView(nn.Module):
             return self.model(x)[:, None]  # (B, 1, C)
         out = self.model.forward_heads(x)
         return torch.stack([getattr(out, h) for h in self.heads], 1)  # (B, H, C)
+
+
+class OneHead(nn.Module):
+    """One head's logits (B, C) of a :class:`HeadsView`, as a model the shared suite can attack."""
+
+    def __init__(self, view: HeadsView, head: str) -> None:
+        super().__init__()
+        self.view, self.index = view, view.heads.index(head)
+        self.train(view.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.view(x)[:, self.index]
 
 
 def attack_losses(heads: tuple[str, ...], head: str) -> list[tuple[str, ...]]:
@@ -236,11 +252,22 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
     summary = {**full, "heads": results, "head_attacks": {
         "eps": eps_values, "steps": cfg.head_steps, "primary": primary,
         "step_size": "fgsm eps (random start); bim, mim eps/steps; pgd max(1, eps/4) levels (random start)"}}
-    suite_worst = torch.from_numpy(full_columns["worst_correct"]).bool()  # every suite attack within attack.eps
-    for e in (e for e in eps_values if e >= full["eps"]):  # budget e allows them all: the primary head's worst
-        key = f"{primary}_worst_eps{e}_correct"
-        cols[key] = per_sample_worst([cols[key], suite_worst])
-        results[primary][f"worst_acc_eps{e}"] = _acc(cols[key])
+    suite_worst = {primary: torch.from_numpy(full_columns["worst_correct"]).bool()}  # every suite attack within eps
+    suite_checks = {}
+    for head in (h for h in view.heads if h != primary):  # the same suite on every other head's own logits
+        head_summary, head_cols = run_suite(OneHead(view, head), x, y, cfg, num_classes=_num_classes(model, x, device),
+                                            device=device, domain=domain, perturb_mask=perturb_mask)
+        suite_worst[head] = torch.from_numpy(head_cols["worst_correct"]).bool()
+        cols[f"{head}_suite_worst_correct"] = suite_worst[head]
+        results[head]["suite"] = {k: head_summary[k] for k in ("clean_acc", "pgd_acc", "pgd_targeted_acc",
+                                                               "pgd_suite_acc", "robust_acc") if k in head_summary}
+        suite_checks |= {f"heads_{head}_{k}": c for k, c in head_summary["sanity"].items()}
+    for head, worst in suite_worst.items():
+        for e in (e for e in eps_values if e >= full["eps"]):  # budget e allows them all: the head's worst
+            key = f"{head}_worst_eps{e}_correct"
+            cols[key] = per_sample_worst([cols[key], worst])
+            results[head][f"worst_acc_eps{e}"] = _acc(cols[key])
+    suite_worst = suite_worst[primary]
     folded = [cols[f"{primary}_{a}_eps{e}_correct"] for e in eps_values if e <= full["eps"] for a in ATTACKS]
     cols["worst_correct"] = per_sample_worst([suite_worst, *folded])
     summary["robust_acc"] = _acc(cols["worst_correct"])
@@ -249,13 +276,20 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
         summary["latent"] = {"clean": latent_separation(model, x[mine], y[mine], cfg.batch_size, device),
                              f"bim_eps{eps_values[-1]}": latent_separation(model, x_bim, y[mine], cfg.batch_size,
                                                                            device)}
-    summary["sanity"] = {**full["sanity"], **_head_checks(view, results, eps_values, x, y, cfg, device)}
+    summary["sanity"] = {**full["sanity"], **_head_checks(view, results, eps_values, x, y, cfg, device),
+                         **suite_checks}
     summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
     shown = "; ".join(f"{h}: " + " ".join(f"{a} {s[f'{a}_acc_eps{e}']:.3f}@{e}" for e in eps_values
                                           for a in ("bim", "mim")) for h, s in results.items())
     print(f"[attack] heads ({shown}); worst with heads folded in {summary['robust_acc']:.3f} "
           f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     return summary, {**full_columns, **{k: v.numpy().astype("int64") for k, v in cols.items()}}
+
+
+def _num_classes(model: nn.Module, x: Tensor, device) -> int:
+    """Classes of ``model``'s output (its logits' width)."""
+    with torch.no_grad():
+        return int(model(x[:1].to(device)).shape[1])
 
 
 def _head_checks(view: HeadsView, results: dict, eps_values: list[int], x: Tensor, y: Tensor, cfg,

@@ -5,8 +5,10 @@ the task's L-inf PGD on summed BCE in the dequantised feature space (eps in quan
 levels; padded frames and the validity flag are never perturbed):
 
 * clean scores; FGSM (one step of size eps, no random start); PGD-k (step = step_factor *
-  eps / k) with ``restarts`` random starts; an eps sweep (always with 0 and the whole box,
-  255 levels) and a steps sweep at the headline eps;
+  eps / k) with ``restarts`` random starts; the same PGD on a pairwise margin loss
+  (:meth:`~attnrobust.tasks.Task.margin_attack_loss`: every non-label above every label), which
+  BCE's saturation cannot hide; an eps sweep (always with 0 and the whole box, 255 levels) and a
+  steps sweep at the headline eps. Every gradient averages ``eot_samples`` passes;
 * **worst case**: GAP is a score pooled over videos, so there is no per-video "correct" to
   AND over attacks. For each video the suite keeps, among every attack within the headline
   eps (clean input included), the adversarial scores with the **lowest per-video average
@@ -96,11 +98,12 @@ class _VideoRunner:
         for s in self.batches(len(rows)):
             xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
             out.append(self.task.attack(self.model, xb, yb, eps=self.cfg.eps, steps=1, step_size=self.cfg.eps,
-                                        random_start=False))
+                                        random_start=False, eot_samples=self.cfg.eot_samples))
         return distributed.gather_rows(self.logits(torch.cat(out).cpu()))
 
-    def pgd(self, eps_levels: Tensor, steps: int, index: Tensor) -> Tensor:
-        """Logits under PGD, worst per video over ``restarts``; ``eps_levels``/``index`` are aligned rows."""
+    def pgd(self, eps_levels: Tensor, steps: int, index: Tensor, loss: str = "ce") -> Tensor:
+        """Logits under PGD on ``loss``, worst per video over ``restarts``; ``eps_levels``/``index``
+        are aligned rows."""
         mine = distributed.shard(len(index))
         rows, levels = index[mine], eps_levels[mine]
         runs = []
@@ -110,8 +113,8 @@ class _VideoRunner:
                 eps = levels[s].to(self.device)
                 xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
                 out.append(self.task.attack(self.model, xb, yb, eps=eps, steps=steps,
-                                            step_size=self.cfg.step_factor * eps / steps,
-                                            generator=self.generator).cpu())
+                                            step_size=self.cfg.step_factor * eps / steps, loss=loss,
+                                            generator=self.generator, eot_samples=self.cfg.eot_samples).cpu())
             runs.append(distributed.gather_rows(self.logits(torch.cat(out))))
         return worst_per_video(runs, self.y[index]) if len(runs) > 1 else runs[0]
 
@@ -150,7 +153,8 @@ def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *
     run = _VideoRunner(model, x, y, cfg, device, task)
     n, everyone, whole_box = len(y), torch.arange(len(y)), whole_box_levels(task.domain)
     at_eps = torch.full((n,), float(cfg.eps))
-    logits = {"clean": run.logits(x), "fgsm": run.fgsm(), "pgd": run.pgd(at_eps, cfg.steps, everyone)}
+    logits = {"clean": run.logits(x), "fgsm": run.fgsm(), "pgd": run.pgd(at_eps, cfg.steps, everyone),
+              "pgd_margin": run.pgd(at_eps, cfg.steps, everyone, loss="margin")}
     eps_values = sorted(set(cfg.eps_sweep) | {0, cfg.eps, whole_box})
     attacked = [e for e in eps_values if e > 0]  # all budgets in one stacked batch stream
     sweep_eps = torch.tensor(attacked, dtype=torch.float32).repeat_interleave(n)
@@ -168,11 +172,11 @@ def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *
         "n": n, "eps": cfg.eps, "steps": cfg.steps, "restarts": cfg.restarts,
         "clean_gap": scores["clean"]["gap"], "clean_hit1": scores["clean"]["hit1"], "clean_map": scores["clean"]["map"],
         "fgsm_gap": scores["fgsm"]["gap"], "pgd_gap": scores["pgd"]["gap"], "pgd_hit1": scores["pgd"]["hit1"],
-        "pgd_map": scores["pgd"]["map"], "robust_gap": robust_gap, "curves": curves, "sanity": checks,
+        "pgd_map": scores["pgd"]["map"], "pgd_margin_gap": scores["pgd_margin"]["gap"], "robust_gap": robust_gap, "curves": curves, "sanity": checks,
         "unreliable": not all(c["passed"] for c in checks.values()),
     }
     print(f"[attack] n={n} clean GAP {summary['clean_gap']:.3f} fgsm {summary['fgsm_gap']:.3f} "
-          f"pgd {summary['pgd_gap']:.3f} worst {summary['robust_gap']:.3f}"
+          f"pgd {summary['pgd_gap']:.3f} pgd-margin {summary['pgd_margin_gap']:.3f} worst {summary['robust_gap']:.3f}"
           f"{' UNRELIABLE' if summary['unreliable'] else ''} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     columns = {f"{name}_hit": _top1_hit(value, y) for name, value in logits.items()}
     columns["num_labels"] = y.sum(1)

@@ -13,7 +13,8 @@ from attnrobust.errors import UserError
 from attnrobust.io import read_json
 
 HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "targeted_success", "robust_acc",
-            "clean_gap", "clean_hit1", "clean_map", "fgsm_gap", "pgd_gap", "pgd_hit1", "pgd_map", "robust_gap",
+            "clean_gap", "clean_hit1", "clean_map", "fgsm_gap", "pgd_gap", "pgd_hit1", "pgd_map", "pgd_margin_gap",
+            "robust_gap",
             "pgd_acc_fg_only", "robust_acc_fg_only",  # *_fg_only: threat model B, foreground-only perturbation
             "pgd_suite_acc", "aa_extra_broken",  # attack.suite: standard: our attacks alone, AutoAttack's addition
             "autoattack_acc")  # attack.aa_from: clean only: AutoAttack alone
