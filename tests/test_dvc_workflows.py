@@ -146,3 +146,26 @@ def test_profiles_re_run_what_they_change(repos):
     out = run(["dvc", "exp", "run", "metrics", "-S", "profiles/alt.yaml:attack.n_samples=6"], b)
     assert ran_stages(out) == ATTACKS  # one section of the profile: only the stages that read it
     assert {row["n"] for row in json.loads((b / METRICS[0]).read_text()).values()} == {6}
+
+
+def test_local_dir_copy_is_read_in_place_and_tracked_by_dvc(tmp_path):
+    """data.gtsrb.local_dir: masks@gtsrb reads an existing copy in the official layout (outside the
+    repo), never writes to it, and re-runs when the copy changes."""
+    from attnrobust.data.gtsrb import GtsrbSynthConfig, generate_gtsrb
+
+    copy = tmp_path / "shared" / "gtsrb"
+    generate_gtsrb(copy, GtsrbSynthConfig(train_per_class=2, test_per_class=1, min_size=20, max_size=28), seed=3)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    repo = make_repo(tmp_path / "repo", experiments=[], params={"data": {"gtsrb": {"local_dir": str(copy)}}})
+    out = run(["dvc", "repro", "masks@gtsrb"], repo)
+    assert "masks@gtsrb" in ran_stages(out)
+    meta = json.loads((repo / "data" / "prepared" / "gtsrb" / "meta.json").read_text())
+    assert meta["splits"] == {"test": 43, "train": 43 * 2} and meta["skipped"] == []  # the copy, all of it
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before  # never modified
+    assert str(copy) in (repo / "dvc.lock").read_text()  # DVC tracks the copy as a dependency
+    assert "masks@gtsrb" not in run(["dvc", "status", "masks@gtsrb"], repo)
+    victim = sorted((copy / "GTSRB" / "Final_Test" / "Images").glob("*.ppm"))[0]
+    victim.unlink()  # the copy changes: masks@gtsrb is stale, and re-running it reports the missing file
+    assert "masks@gtsrb" in run(["dvc", "status", "masks@gtsrb"], repo)
+    out = run(["dvc", "repro", "masks@gtsrb"], repo)
+    assert f"{victim.name}: listed in GT-final_test.csv but missing on disk" in out

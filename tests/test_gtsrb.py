@@ -131,10 +131,14 @@ def test_empty_class_folder_is_a_user_error_naming_it(raw_copy: Path) -> None:
         prepare_gtsrb(raw_copy, SIZE)
 
 
-def test_missing_files_are_user_errors(raw_copy: Path) -> None:
+def test_listed_but_missing_images_are_skipped_by_name_and_missing_folders_are_user_errors(raw_copy: Path) -> None:
     (raw_copy / "GTSRB" / "Training" / "00001" / "00000_00000.ppm").unlink()
-    with pytest.raises(UserError, match=r"00001/00000_00000\.ppm: listed in GT-00001\.csv but missing"):
-        prepare_gtsrb(raw_copy, SIZE)
+    first = sorted((raw_copy / "GTSRB" / "Final_Test" / "Images").glob("*.ppm"))[0]
+    first.unlink()
+    splits, _, skipped = prepare_gtsrb(raw_copy, SIZE)
+    assert skipped == ["GTSRB/Training/00001/00000_00000.ppm: listed in GT-00001.csv but missing on disk",
+                       f"GTSRB/Final_Test/Images/{first.name}: listed in GT-final_test.csv but missing on disk"]
+    assert "GTSRB/Training/00001/00000_00000.ppm" not in splits["train"].ids
     shutil.rmtree(raw_copy / "GTSRB" / "Training")
     with pytest.raises(UserError, match=r"Training: not found; extract GTSRB-Training_fixed\.zip"):
         prepare_gtsrb(raw_copy, SIZE)

@@ -24,7 +24,8 @@ BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
 def params(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive inspects the repo around the cwd
     p = {k: v for k, v in BASE.items() if k != "profile"}  # no profiles/ here: the params as they are
-    p["data"] = {**BASE["data"], "gtsrb": {"train_per_class": 2, "test_per_class": 1, "min_size": 20, "max_size": 28}}
+    p["data"] = {**BASE["data"], "gtsrb": {"local_dir": str(tmp_path / "raw"), "train_per_class": 2,
+                                           "test_per_class": 1, "min_size": 20, "max_size": 28}}
     p["masks"] = {**BASE["masks"], "gtsrb": {"image_size": 16, "shard_size": 64}}
     p["train"] = {**BASE["train"], "epochs": 1, "batch_size": 32, "device": "cpu"}
     p["attack"] = {**BASE["attack"], "n_samples": 8, "steps": 2, "eps_sweep": [4], "steps_sweep": [1]}

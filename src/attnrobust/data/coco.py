@@ -65,8 +65,10 @@ CROWD_ID_OFFSET = 900_000_000_000  # real COCO crowd annotations have ids around
 
 @dataclass(frozen=True)
 class CocoSynthConfig:
-    """Size and difficulty of the synthetic COCO mimic. Sizes are pixels of the written JPEGs."""
+    """``data.coco``: where masks@coco reads COCO, and the size and difficulty of the synthetic
+    mimic. Sizes are pixels of the written JPEGs."""
 
+    local_dir: str = "data/raw/coco"  # fetch@coco's output, or an existing copy in the official layout
     train_images: int = 1000  # images in train2017 (a few have no annotations)
     val_images: int = 250  # images in val2017
     image_size: int = 64  # longer side of every image; the shorter side is 75-100% of it

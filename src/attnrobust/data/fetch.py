@@ -1,6 +1,9 @@
 """fetch@<dataset>: generate the embedded synthetic dataset or download the real one.
 
-Both write the same on-disk layout, so the parsers downstream cannot tell them apart.
+Both write the same on-disk layout, so the parsers downstream cannot tell them apart. When
+``data.<dataset>.local_dir`` names another folder (an existing copy in the official layout, which
+masks@<dataset> reads and DVC tracks as its dependency), nothing is downloaded (the synthetic
+data, seconds to make, is still written).
 The output directory is replaced atomically: a failed fetch leaves the previous one intact.
 """
 from __future__ import annotations
@@ -40,6 +43,13 @@ def fetch_dataset(dataset: str, out_dir: Path, *, source: Literal["synthetic", "
         raise UserError(f"unknown dataset '{dataset}' (known: {', '.join(generators)})")
     gen = generators[dataset]
     cfg = build(gen.config, synth_values, where)  # validated even for real data: typos fail early
+    local_dir = Path(cfg.local_dir)
+    if source == "real" and local_dir.resolve() != Path(out_dir).resolve():  # masks@ reads the copy: no download
+        with replace_dir(Path(out_dir)) as staging:
+            (staging / "NOT_USED.txt").write_text(
+                f"masks@{dataset} reads data.{dataset}.local_dir ({local_dir.as_posix()}), not this folder.\n")
+        print(f"[fetch {dataset}] data.{dataset}.local_dir is {local_dir}: nothing fetched", file=sys.stderr)
+        return
     if source == "real":
         from attnrobust.data.sources import fetch_real
 

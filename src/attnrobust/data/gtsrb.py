@@ -42,8 +42,10 @@ SUPERSAMPLE = 2  # render at 2x and box-filter down: cheap anti-aliasing
 
 @dataclass(frozen=True)
 class GtsrbSynthConfig:
-    """Size of the synthetic GTSRB mimic. Sizes are in pixels of the written images (sign + border)."""
+    """``data.gtsrb``: where masks@gtsrb reads GTSRB, and the size of the synthetic mimic. Sizes
+    are in pixels of the written images (sign + border)."""
 
+    local_dir: str = "data/raw/gtsrb"  # fetch@gtsrb's output, or an existing copy in the official layout
     train_per_class: int = 40  # training images per class (43 classes)
     test_per_class: int = 10  # test images per class, shuffled into one Final_Test folder
     min_size: int = 24  # smallest image side, px (real GTSRB: 15..250)
@@ -391,6 +393,7 @@ class _Record(NamedTuple):
     relpath: str
     label: int
     roi: tuple[int, int, int, int] | None
+    size: tuple[int, int] | None = None  # (Width, Height) the CSV's ROI is given for
 
 
 def _read_gt_csv(path: Path, need_class: bool) -> list[dict[str, str]]:
@@ -409,9 +412,10 @@ def _row_record(row: dict[str, str], relpath: str, label: int, path: Path) -> _R
     """A record whose ROI comes from the CSV ``row`` (read from ``path``)."""
     try:
         x1, y1, x2, y2 = (int(row[k]) for k in ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2"))
+        size = (int(row["Width"]), int(row["Height"]))
     except ValueError as exc:
-        raise UserError(f"{path}: bad ROI for {row['Filename']} ({exc}); re-extract the archive") from exc
-    return _Record(relpath, label, (x1, y1, x2, y2))
+        raise UserError(f"{path}: bad ROI or size for {row['Filename']} ({exc}); re-extract the archive") from exc
+    return _Record(relpath, label, (x1, y1, x2, y2), size)
 
 
 def _class_label(value: str, path: Path, num_classes: int) -> int:
@@ -425,8 +429,10 @@ def _class_label(value: str, path: Path, num_classes: int) -> int:
     return label
 
 
-def _folder_records(raw_dir: Path, folder: Path, index: int, num_classes: int) -> list[_Record]:
-    """Records of one training class folder, from its ``GT-*.csv`` or else from the folder listing."""
+def _folder_records(raw_dir: Path, folder: Path, index: int, num_classes: int,
+                    skipped: list[str]) -> list[_Record]:
+    """Records of one training class folder, from its ``GT-*.csv`` or else from the folder listing;
+    a listed file missing on disk is appended to ``skipped``."""
     images = sorted(p.name for p in folder.glob("*.ppm"))
     if not images:
         raise UserError(f"{folder}: class folder has no .ppm images; re-extract GTSRB-Training_fixed.zip "
@@ -439,14 +445,14 @@ def _folder_records(raw_dir: Path, folder: Path, index: int, num_classes: int) -
     records = []
     for row in _read_gt_csv(csvs[0], need_class=True):
         if not (folder / row["Filename"]).is_file():
-            raise UserError(f"{folder / row['Filename']}: listed in {csvs[0].name} but missing; "
-                            f"re-extract the archive (or regenerate the synthetic data)")
+            skipped.append(f"{rel}/{row['Filename']}: listed in {csvs[0].name} but missing on disk")
+            continue
         label = _class_label(row["ClassId"], csvs[0], num_classes)
         records.append(_row_record(row, f"{rel}/{row['Filename']}", label, csvs[0]))
     return sorted(records)
 
 
-def _train_records(raw_dir: Path) -> tuple[list[_Record], list[str]]:
+def _train_records(raw_dir: Path, skipped: list[str]) -> tuple[list[_Record], list[str]]:
     """All training records (sorted by class folder, then file) and the class folder names."""
     root = raw_dir / "GTSRB" / "Training"
     if not root.is_dir():
@@ -455,11 +461,11 @@ def _train_records(raw_dir: Path) -> tuple[list[_Record], list[str]]:
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
         raise UserError(f"{root}: no class folders 00000..00042; re-extract GTSRB-Training_fixed.zip")
-    records = [r for i, f in enumerate(folders) for r in _folder_records(raw_dir, f, i, len(folders))]
+    records = [r for i, f in enumerate(folders) for r in _folder_records(raw_dir, f, i, len(folders), skipped)]
     return records, [f.name for f in folders]
 
 
-def _test_records(raw_dir: Path, num_classes: int) -> list[_Record]:
+def _test_records(raw_dir: Path, num_classes: int, skipped: list[str]) -> list[_Record]:
     """Test records from ``GT-final_test.csv`` (which carries ClassId and ROI), sorted by file."""
     gt = raw_dir / "GT-final_test.csv"
     images = raw_dir / "GTSRB" / "Final_Test" / "Images"
@@ -470,8 +476,8 @@ def _test_records(raw_dir: Path, num_classes: int) -> list[_Record]:
     records = []
     for row in _read_gt_csv(gt, need_class=True):
         if not (images / row["Filename"]).is_file():
-            raise UserError(f"{images / row['Filename']}: listed in {gt.name} but missing; "
-                            f"re-extract GTSRB_Final_Test_Images.zip")
+            skipped.append(f"GTSRB/Final_Test/Images/{row['Filename']}: listed in {gt.name} but missing on disk")
+            continue
         label = _class_label(row["ClassId"], gt, num_classes)
         records.append(_row_record(row, f"GTSRB/Final_Test/Images/{row['Filename']}", label, gt))
     return sorted(records)
@@ -484,16 +490,31 @@ def _border_roi(width: int, height: int) -> tuple[int, int, int, int]:
     return bx, by, width - bx, height - by
 
 
-def load_sample(path: Path, roi: tuple[int, int, int, int] | None,
-                image_size: int) -> tuple[np.ndarray, np.ndarray]:
+def scale_roi(roi: tuple[int, int, int, int], listed: tuple[int, int],
+              actual: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``roi`` given for an image of size ``listed`` (the CSV's Width, Height), on the file's
+    ``actual`` size: unchanged when they agree, else scaled per axis and rounded (a resized copy)."""
+    if listed == actual:
+        return roi
+    sx, sy = actual[0] / listed[0], actual[1] / listed[1]
+    x1, y1, x2, y2 = roi
+    return round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)
+
+
+def load_sample(path: Path, roi: tuple[int, int, int, int] | None, image_size: int,
+                listed_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image uint8 (3, S, S) and ROI foreground mask uint8 (S, S) for one PPM.
 
-    Raises ``OSError``/``ValueError``/``SyntaxError`` for an unreadable or truncated file.
+    ``listed_size`` is the (Width, Height) the CSV gives with ``roi``; a file of another size (a
+    resized copy) gets the ROI scaled to it (:func:`scale_roi`). Raises
+    ``OSError``/``ValueError``/``SyntaxError`` for an unreadable or truncated file.
     """
     with Image.open(path) as im:
         im.load()  # decode now: a truncated file fails here, not later
         image = im.convert("RGB")
     width, height = image.size
+    if roi is not None and listed_size is not None:
+        roi = scale_roi(roi, listed_size, (width, height))
     x1, y1, x2, y2 = roi if roi is not None else _border_roi(width, height)
     mask = np.zeros((height, width), np.uint8)
     mask[max(y1, 0):min(y2, height), max(x1, 0):min(x2, width)] = 1  # half-open ROI at full resolution
@@ -506,10 +527,14 @@ def load_sample(path: Path, roi: tuple[int, int, int, int] | None,
 def _load_split(raw_dir: Path, records: list[_Record], image_size: int,
                 skipped: list[str]) -> PreparedSplit:
     """Load ``records``; unreadable images are appended to ``skipped`` as 'relpath: reason'."""
-    images, masks, labels, ids = [], [], [], []
+    images, masks, labels, ids, resized = [], [], [], [], []
     for rec in progress(records, desc="gtsrb images", unit="img"):
         try:
-            image, mask = load_sample(raw_dir / rec.relpath, rec.roi, image_size)
+            if rec.size is not None:
+                with Image.open(raw_dir / rec.relpath) as im:  # the header only
+                    if im.size != rec.size:
+                        resized.append(rec.relpath)
+            image, mask = load_sample(raw_dir / rec.relpath, rec.roi, image_size, rec.size)
         except (OSError, ValueError, SyntaxError) as exc:
             skipped.append(f"{rec.relpath}: {exc}")
             continue
@@ -517,6 +542,9 @@ def _load_split(raw_dir: Path, records: list[_Record], image_size: int,
         masks.append(mask)
         labels.append(rec.label)
         ids.append(rec.relpath)
+    if resized:
+        warnings.warn(f"{raw_dir}: {len(resized)} of {len(records)} images differ in size from their CSV's "
+                      f"Width/Height (e.g. {resized[0]}): a resized copy; their ROI boxes were scaled to the files")
     shape = (0, image_size, image_size)
     return PreparedSplit(
         images=np.stack(images) if images else np.zeros((0, 3, image_size, image_size), np.uint8),
@@ -530,13 +558,14 @@ def prepare_gtsrb(raw_dir: Path, image_size: int) -> tuple[dict[str, PreparedSpl
     """Parse a real or synthetic GTSRB under ``raw_dir`` into fixed-size images and ROI masks.
 
     Returns ({"train", "test"} splits, class names "00000".., skipped files as 'relpath: reason').
-    Corrupt images are skipped and reported; a missing or empty folder or a missing listed file
-    raises :class:`UserError`.
+    Corrupt images and images a CSV lists but the disk lacks are skipped and reported; a missing or
+    empty folder, a missing CSV or a CSV without the official columns raises :class:`UserError`.
+    Nothing under ``raw_dir`` is written.
     """
     raw_dir = Path(raw_dir)
-    train_records, class_names = _train_records(raw_dir)
-    test_records = _test_records(raw_dir, len(class_names))
     skipped: list[str] = []
+    train_records, class_names = _train_records(raw_dir, skipped)
+    test_records = _test_records(raw_dir, len(class_names), skipped)
     splits = {
         "train": _load_split(raw_dir, train_records, image_size, skipped),
         "test": _load_split(raw_dir, test_records, image_size, skipped),
