@@ -12,15 +12,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from attnrobust.data.coco import (
-    CATEGORIES,
-    CocoSynthConfig,
-    dominant_category,
-    generate_coco,
-    load_coco,
-    prepare_coco,
-    uncompressed_rle,
-)
+from attnrobust.data.coco import dominant_category, load_coco, prepare_coco
+from attnrobust.data.synthetic.coco import CATEGORIES, CocoSynthConfig, generate_coco, uncompressed_rle
 from attnrobust.errors import UserError
 from attnrobust.masks.coco_masks import AnnotationIssue, foreground_mask
 

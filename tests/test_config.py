@@ -95,8 +95,8 @@ def test_experiment_train_overrides_are_strict(tmp_path):
 
 # Every params section, with the dataclass that reads it (a missing key must be an error there).
 def _sections():
-    from attnrobust.data.coco import CocoSynthConfig
-    from attnrobust.data.gtsrb import GtsrbSynthConfig
+    from attnrobust.data.synthetic.coco import CocoSynthConfig
+    from attnrobust.data.synthetic.gtsrb import GtsrbSynthConfig
     from attnrobust.data.prepare import CocoPrepareConfig, GtsrbPrepareConfig
     from attnrobust.detect.config import DetectorSpec
     from attnrobust.training import TrainConfig

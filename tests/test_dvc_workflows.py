@@ -151,7 +151,7 @@ def test_profiles_re_run_what_they_change(repos):
 def test_local_dir_copy_is_read_in_place_and_tracked_by_dvc(tmp_path):
     """data.gtsrb.local_dir: masks@gtsrb reads an existing copy in the official layout (outside the
     repo), never writes to it, and re-runs when the copy changes."""
-    from attnrobust.data.gtsrb import GtsrbSynthConfig, generate_gtsrb
+    from attnrobust.data.synthetic.gtsrb import GtsrbSynthConfig, generate_gtsrb
 
     copy = tmp_path / "shared" / "gtsrb"
     generate_gtsrb(copy, GtsrbSynthConfig(train_per_class=2, test_per_class=1, min_size=20, max_size=28), seed=3)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnrobust.data.gtsrb import CSV_HEADER, GtsrbSynthConfig, generate_gtsrb, prepare_gtsrb
+from attnrobust.data.gtsrb import CSV_HEADER, prepare_gtsrb
+from attnrobust.data.synthetic.gtsrb import GtsrbSynthConfig, generate_gtsrb
 from attnrobust.errors import UserError
 
 SMALL = GtsrbSynthConfig(train_per_class=2, test_per_class=1, min_size=24, max_size=48)

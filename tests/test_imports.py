@@ -100,3 +100,27 @@ def test_no_module_imports_a_room_above_it():
 
 def test_the_root_package_imports_nothing():
     assert imports.direct_imports(imports.SRC / "attnrobust" / "__init__.py") == frozenset()
+
+
+def test_generators_and_parsers_are_apart():
+    """Editing a synthetic generator re-runs fetch@ only; editing a parser re-runs masks@ only."""
+    fetch = {p.relative_to(ROOT).as_posix() for p in imports.closure(ROOT / "stages" / "fetch.py")}
+    masks = {p.relative_to(ROOT).as_posix() for p in imports.closure(ROOT / "stages" / "masks.py")}
+    parsers = {"src/attnrobust/data/gtsrb.py", "src/attnrobust/data/coco.py", "src/attnrobust/data/prepare.py",
+               "src/attnrobust/masks/coco_masks.py"}
+    assert not fetch & parsers, fetch & parsers
+    assert not {m for m in masks if "/data/synthetic/" in m}
+    assert "src/attnrobust/data/synthetic/gtsrb.py" in fetch and "src/attnrobust/data/gtsrb.py" in masks
+
+
+def test_only_the_config_module_reads_params_files():
+    """Library code gets its params from the stage scripts through attnrobust.config, never by
+    opening a params file itself."""
+    readers = []
+    for path in imports.all_modules():
+        if path.name == "config.py" and path.parent.name == "attnrobust":
+            continue
+        text = path.read_text()
+        if "read_params(" in text or "import yaml" in text or "safe_load(" in text:
+            readers.append(path.relative_to(ROOT).as_posix())
+    assert readers == []

@@ -230,6 +230,13 @@ def _coerce(tp: Any, value: Any, where: str, defaults: bool = False) -> Any:
     return value
 
 
+def load_value(path: Path, dotted: str) -> tuple[Any, str]:
+    """``(value, where)``: ``dotted`` of the params file at ``path`` (profile applied) and the text
+    naming it in errors. The one reader of params files besides :func:`load_section`."""
+    path = Path(path)
+    return get_key(read_params(path), dotted, path), f"{path}: {dotted}"
+
+
 def load_section(path: Path, dotted: str, cls: type[T]) -> T:
     """Read ``dotted`` from the params file at ``path`` and build ``cls`` strictly."""
     path = Path(path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnrobust.config import build, get_key, read_params
+from attnrobust.config import build, load_value
 from attnrobust.errors import UserError
 from attnrobust.methods.registry import get_method
 
@@ -68,6 +68,5 @@ def parse_experiment(name: str, values: Any, where: str) -> Experiment:
 
 
 def load_experiment(params_path: Path, name: str) -> Experiment:
-    params_path = Path(params_path)
-    values = get_key(read_params(params_path), f"experiments.{name}", params_path)
-    return parse_experiment(name, values, f"{params_path}: experiments.{name}")
+    """``experiments.<name>`` of the params file (read by :mod:`attnrobust.config`), parsed."""
+    return parse_experiment(name, *load_value(params_path, f"experiments.{name}"))

@@ -26,8 +26,8 @@ class Generator:
 
 
 def _generators() -> dict[str, Generator]:
-    from attnrobust.data.coco import CocoSynthConfig, generate_coco
-    from attnrobust.data.gtsrb import GtsrbSynthConfig, generate_gtsrb
+    from attnrobust.data.synthetic.coco import CocoSynthConfig, generate_coco
+    from attnrobust.data.synthetic.gtsrb import GtsrbSynthConfig, generate_gtsrb
 
     return {
         "gtsrb": Generator(GtsrbSynthConfig, generate_gtsrb, "gtsrb"),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from attnrobust.config import build, get_key, read_params
+from attnrobust.config import build, load_value
 from attnrobust.detect.corruptions import CORRUPTIONS, VALID
 from attnrobust.errors import UserError
 from attnrobust.tasks import IMAGE, TASKS
@@ -141,15 +141,12 @@ class RuntimeConfig:
 
 def load_spec(params_path: Path, name: str) -> DetectorSpec:
     """``detectors.<name>`` of the params file, strictly (unknown or missing keys name themselves)."""
-    params_path = Path(params_path)
-    values = get_key(read_params(params_path), f"detectors.{name}", params_path)
-    return build(DetectorSpec, values, f"{params_path}: detectors.{name}")
+    return build(DetectorSpec, *load_value(params_path, f"detectors.{name}"))
 
 
 def load_runtime(params_path: Path) -> RuntimeConfig:
     """``train.device`` and ``train.threads`` (either may be left out: auto, torch's default)."""
-    params_path = Path(params_path)
-    train = get_key(read_params(params_path), "train", params_path)
+    train, where = load_value(params_path, "train")
     if not isinstance(train, dict):
-        raise UserError(f"{params_path}: train: expected a mapping")
-    return build(RuntimeConfig, {k: train[k] for k in ("device", "threads") if k in train}, f"{params_path}: train")
+        raise UserError(f"{where}: expected a mapping")
+    return build(RuntimeConfig, {k: train[k] for k in ("device", "threads") if k in train}, where)
