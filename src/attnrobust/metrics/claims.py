@@ -32,14 +32,16 @@ def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str
     text = (f"GAP@20 clean -> PGD: A-ART {a['clean_gap']:.3f} -> {a['pgd_gap']:.3f}, PGD-AT {at['clean_gap']:.3f} -> "
             f"{at['pgd_gap']:.3f}, plain {p['clean_gap']:.3f} -> {p['pgd_gap']:.3f}")
     claims = [{"claim": "A-ART > PGD-AT > plain Transformer in GAP under attack",
-               "paper": "GAP on adversarial examples: A-ART 91%, adversarial training 82%, plain Transformer 72.9%",
+               "paper": 'abstract: "We achieve 91% GAP on adversarial examples, whereas baseline Transformer and '
+                        'simple adversarial extensions achieve 72.9% and 82% respectively" (YouTube-8M)',
                "ours": text + unreliable_flag(a, at, p),
                "holds": a["pgd_gap"] > at["pgd_gap"] + tol and at["pgd_gap"] > p["pgd_gap"] + tol,
                "untested": "GAP@20 is a pooled ranking: its paired test needs per-video scores (not stored yet)"}]
     if noreg is not None:
         n = summaries[noreg]
         claims.append({"claim": "the temporal attention regulariser itself adds robustness (beta vs. 0)",
-                       "paper": "temporal attention regularisation makes the attention modules robust (abstract)",
+                       "paper": "abstract only, no number: temporal attention regularisation makes the attention "
+                                "modules robust",
                        "ours": f"PGD GAP {a['pgd_gap']:.3f} with the regulariser vs {n['pgd_gap']:.3f} without"
                                + unreliable_flag(a, n),
                        "holds": a["pgd_gap"] > n["pgd_gap"] + tolerance(min(a["n"], n["n"])),

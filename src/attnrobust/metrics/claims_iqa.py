@@ -3,8 +3,8 @@
 
 The abstract claims that image-quality features plus knowledge distillation, without retraining
 the classifier, flag the inputs that would make it egregiously wrong, poor-quality and
-adversarial alike. Its numbers are not verified (TODO(pdf) in the spec) and it reports no
-adaptive attack, so each claim states a rule of our own: a detector "flags" a kind of input
+adversarial alike. Only the abstract could be read, and it gives no number (spec/papers.md); nor
+does it report an adaptive attack, so each claim states a rule of our own: a detector "flags" a kind of input
 when its ROC-AUC against clean inputs is at least :data:`USABLE_AUROC`. Positives are the
 perturbed inputs the classifier gets wrong, negatives the clean inputs it gets right
 (:mod:`attnrobust.detect.evaluate`). The adaptive attack targets classifier and detector
@@ -21,9 +21,10 @@ from attnrobust.metrics.claims_base import unreliable_flag
 
 UNTESTED = "an AUROC threshold: its test needs the per-sample detector scores (not stored yet)"
 
-USABLE_AUROC = 0.9  # our bar for "the detector flags these inputs" (the paper's numbers: TODO(pdf))
-PAPER = ("IQA + knowledge distillation, with the classifier not retrained, flags inputs that would make it "
-         "egregiously wrong, both poor-quality and adversarial images (abstract; numbers TODO(pdf))")
+USABLE_AUROC = 0.9  # our bar for "the detector flags these inputs" (the paper gives no number)
+PAPER = ('abstract only, no number: IQA + knowledge distillation, with the classifier not retrained, flags '
+         'inputs that would make it egregiously wrong; "the detector can effectively identify poor quality and '
+         'adversarial images"')
 
 
 def _auroc_text(value: float | None) -> str:

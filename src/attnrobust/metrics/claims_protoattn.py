@@ -1,9 +1,9 @@
 """Claims of Nakka & Salzmann, "Towards Robust Fine-grained Recognition by Maximal Separation of
 Discriminative Features" (spec/methods.md §3), checked against our attack summaries.
 
-The numbers these claims rest on (the paper's Table 1 on naturally trained models and its
-latent-distance analysis) are TODO(pdf) in the spec, so ``paper`` quotes the abstract's
-qualitative claim (recalled, [M]) and ``ours`` gives the measured numbers:
+The paper's Table 1 (naturally trained models) and its latent-distance analysis could not be read
+(spec/papers.md), so those claims quote the abstract and say "abstract only, no number"; the
+FGSM-RS claims carry Table 2 from the official code's README. ``ours`` gives the measured numbers:
 
 * robust accuracy is per head and per budget, ``worst_acc_eps<e>`` of :mod:`attnrobust.attacks.heads`:
   per sample, robust under FGSM, BIM, PGD and MIM at every budget <= e (the paper's attacks,
@@ -22,7 +22,7 @@ NON_INFERIORITY = -0.05  # "matches or surpasses": at most 5 points worse, at ev
 
 ABSTRACT = ("significantly improves robustness to adversarial attacks, to the point of matching or even "
             "surpassing that of adversarial training, but without requiring access to adversarial samples "
-            "(abstract, recalled; Table 1 numbers TODO(pdf))")
+            "(abstract only, no number: Table 1 could not be read)")
 
 
 def _heads(summary: dict, name: str) -> tuple[dict, str, list[int]]:
@@ -92,7 +92,7 @@ def latent_separation(summaries: dict, protoattn: str, nosep: str) -> dict:
                        for k in adv if k in b["latent"])
     return {"claim": "the separation term separates the classes in the latent space (with vs without it)",
             "paper": "maximally separates the discriminative latent features of different classes "
-                     "(abstract, recalled; latent-distance analysis TODO(pdf))",
+                     "(abstract only, no number: the latent-distance analysis could not be read)",
             "ours": f"nearest other-class / own-class prototype distance of the most attended patch (test, clean): "
                     f"{la['ratio']:.2f} ({la['other']:.3f} / {la['own']:.3f}) with separation vs {lb['ratio']:.2f} "
                     f"({lb['other']:.3f} / {lb['own']:.3f}) without{adv_text}" + unreliable_flag(a, b),
@@ -120,7 +120,7 @@ def protoattn_claims(summaries: dict[str, dict], protoattn: str, standard: str, 
                                  "surpasses PGD adversarial training", ABSTRACT),
             more_robust(summaries, protoattn, nosep, head, "the separation term itself adds robustness "
                         "(lambda_s vs 0)", "robustness comes from maximally separating the classes' discriminative "
-                        "features (title; ablation numbers TODO(pdf))"),
+                        "features (title and abstract only, no number: no ablation could be read)"),
         ]
     claims.append(latent_separation(summaries, protoattn, nosep))
     for head in heads if robust is not None else []:
