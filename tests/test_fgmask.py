@@ -156,7 +156,7 @@ def test_claims_measure_the_gain_over_adversarial_training():
     claims = fgmask_claims(summaries, "coco", "m", "at", "r")
     assert [c["holds"] for c in claims] == [True, False, True]  # +25 pp (A) > 20; +10 pp (B) is not; fg > random
     assert "+25.0 pp" in claims[0]["ours"] and "threat model A" in claims[0]["claim"]
-    assert "> 20 points" in claims[0]["paper"]
+    assert "increase of over 20% on MS-COCO" in claims[0]["paper"]
     assert fgmask_claims(summaries, "gtsrb", "m", "at")[1]["holds"]  # GTSRB: any gain beyond the tolerance
     with pytest.raises(UserError, match="no attack summary for nope"):
         fgmask_claims(summaries, "coco", "m", "nope")
