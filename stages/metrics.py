@@ -7,8 +7,8 @@ import typer
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import get_key, read_params
 from attnrobust.io import write_json
-from attnrobust.metrics.aggregate import (headline_metrics, read_per_sample, read_summaries, write_curves, write_race,
-                                         write_training_curves)
+from attnrobust.metrics.aggregate import (headline_metrics, read_per_sample, read_scores, read_summaries,
+                                         write_curves, write_race, write_training_curves)
 from attnrobust.errors import UserError
 from attnrobust.metrics.claims import evaluate_claims
 from attnrobust.metrics.detection import detection_headline, read_detect_summaries, write_roc
@@ -66,7 +66,8 @@ def main(
     write_training_curves(plots, live, experiments)
     write_race(plots / "race.csv", summaries)
     write_roc(plots / "roc.csv", detect, detectors)
-    outcomes = {exp: {**s, "per_sample": read_per_sample(results, exp)} for exp, s in summaries.items()}
+    outcomes = {exp: {**s, "per_sample": read_per_sample(results, exp), "scores": read_scores(results, exp)}
+                for exp, s in summaries.items()}
     table = evaluate_claims({**outcomes, **detected}, get_key(values, "claims", params))
     write_json(claims, table)  # with sentences, for the report; verdicts.json is what `metrics diff` shows
     write_json(verdicts, {key: verdict_row(c) for key, c in table.items()})

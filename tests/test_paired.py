@@ -64,3 +64,48 @@ def test_better_somewhere_worse_nowhere_versus_at_least_as_good_everywhere():
     assert claim_p([gain, tie], "all") == (1.0, False)  # a tie at one budget: not better at every budget
     loss = compare(_outcomes(0.3), _outcomes(0.7, seed=1))
     assert claim_p([gain, loss], "any")[1] is False  # significantly worse at one budget speaks against it
+
+
+def _videos(n: int = 60, c: int = 30, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((n, c), np.int8)
+    for i in range(n):
+        labels[i, rng.choice(c, size=3, replace=False)] = 1
+    noise = rng.random((n, c)).astype(np.float32)
+    return labels, noise
+
+
+def test_gap_comparison_bootstraps_the_same_videos_for_both_models():
+    from attnrobust.metrics.multilabel import gap_at_k
+    from attnrobust.metrics.paired import compare_gap
+
+    labels, noise = _videos()
+    good = (0.6 * labels + 0.4 * noise).astype(np.float32)  # labels ranked high: GAP near 1
+    bad = noise  # random ranking
+    result = compare_gap(good, bad, labels)
+    assert result.effect == pytest.approx(gap_at_k(good, labels) - gap_at_k(bad, labels))
+    assert result.ci[0] > 0 and result.p < 0.01 and result.n == 60
+    same = compare_gap(good, good, labels)  # the same scores: every resample's difference is exactly 0
+    assert same.effect == 0.0 and same.ci == (0.0, 0.0) and same.p == 1.0
+    assert compare_gap(good, bad, labels).as_dict() == result.as_dict()  # seeded
+
+
+def test_a_art_claims_are_decided_by_the_gap_bootstrap_over_videos():
+    from attnrobust.metrics.claims import evaluate_claims
+
+    labels, noise = _videos()
+    ids = [f"v{i}" for i in range(len(labels))]
+
+    def video(mix: float) -> dict:  # more label in the scores = higher GAP under attack
+        scores = (mix * labels + (1 - mix) * noise).astype(np.float32)
+        return {"n": len(labels), "unreliable": False, "clean_gap": 0.9, "pgd_gap": mix, "per_sample": None,
+                "scores": {"ids": ids, "labels": labels, "worst_scores": scores}}
+
+    summaries = {"a": video(0.6), "at": video(0.3), "plain": video(0.0), "noreg": video(0.6)}
+    config = {"a_art": [{"a_art": "a", "pgd_at": "at", "plain": "plain", "noreg": "noreg"}]}
+    ranked, regulariser = evaluate_claims(summaries, config).values()
+    assert ranked["verdict"] == "holds" and len(ranked["tests"]) == 2 and ranked["p_holm"] < 0.05
+    assert regulariser["verdict"] == "inconclusive"  # identical scores with and without: nothing to decide
+    summaries["a"], summaries["noreg"] = video(0.1), video(0.6)  # the ablation is better: contradicted
+    _, regulariser = evaluate_claims(summaries, config).values()
+    assert regulariser["verdict"] == "contradicted"

@@ -7,6 +7,7 @@ selected with `profile: tiny` (tests/tiny.py), the same mechanism as `dvc exp ru
 import json
 import re
 
+import numpy as np
 import pytest
 import yaml
 
@@ -58,6 +59,9 @@ def test_repro_writes_metrics_for_every_experiment(tiny_repo):
     assert set(summary["sanity"]) >= {"eps_monotone", "whole_box_zero", "nonzero_gradients"}
     assert (repo / "results" / "attack" / "gtsrb_standard" / "per_sample.csv").read_text().count("\n") == 17
     assert (repo / "results" / "attack" / "gtsrb_s3ta" / "attention.npz").is_file()
+    with np.load(repo / "results" / "attack" / "video_a_art" / "scores.npz") as scores:  # the GAP claims' input
+        assert {"ids", "labels", "worst_scores"} <= set(scores.files) and scores["worst_scores"].ndim == 2
+    assert claims["a_art/0/0"]["tests"]  # decided by the GAP bootstrap over videos, not left untested
 
 
 def test_noop_repro_and_eps_experiment_rerun_only_attacks(tiny_repo):

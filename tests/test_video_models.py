@@ -1,6 +1,7 @@
 """Video Transformer attention, the A-ART objective and the multi-label video attack suite."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,8 +138,14 @@ def test_video_suite_reports_every_key_and_consistent_scores():
     assert curves["eps"] == [0, 4, 8, 255] and curves["steps"] == [1, 3]
     assert curves["eps_gap"][0] == summary["clean_gap"]
     assert summary["robust_gap"] <= min(summary["pgd_gap"], summary["fgsm_gap"]) + 1e-9
-    assert all(c.dtype.name == "int64" and len(c) == 16 for c in columns.values())
-    assert {"clean_hit", "pgd_hit", "worst_hit"} <= set(columns)
+    per_video = {k: c for k, c in columns.items() if c.ndim == 1}
+    assert all(c.dtype.name == "int64" and len(c) == 16 for c in per_video.values())
+    assert {"clean_hit", "pgd_hit", "worst_hit"} <= set(per_video)
+    scores = {k: c for k, c in columns.items() if c.ndim == 2}  # for the claims' GAP bootstrap (scores.npz)
+    assert set(scores) == {"clean_scores", "pgd_scores", "worst_scores", "labels"}
+    assert all(c.shape == (16, C) for c in scores.values()) and np.array_equal(scores["labels"], y.numpy())
+    from attnrobust.metrics.multilabel import gap_at_k
+    assert gap_at_k(scores["pgd_scores"], scores["labels"]) == pytest.approx(summary["pgd_gap"], abs=1e-6)
 
 
 def test_margin_loss_ranks_every_non_label_above_every_label():

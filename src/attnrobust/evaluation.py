@@ -7,6 +7,7 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from attnrobust import distributed
@@ -102,5 +103,8 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
             save_npz(staging / "attention.npz", **attention)
         if examples:
             save_npz(staging / "examples.npz", **examples)
-        write_per_sample(staging / "per_sample.csv", [test.ids[i] if test.ids else str(i) for i in index], columns)
+        ids = [test.ids[i] if test.ids else str(i) for i in index]
+        write_per_sample(staging / "per_sample.csv", ids, {k: v for k, v in columns.items() if v.ndim == 1})
+        if scores := {k: v for k, v in columns.items() if v.ndim == 2}:  # video: per-video scores and labels
+            save_npz(staging / "scores.npz", ids=np.asarray(ids), **scores)
     return summary

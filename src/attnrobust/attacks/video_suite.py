@@ -147,7 +147,9 @@ def _video_sanity(model, x, y, scores, curves, cfg, device, task, whole_box) -> 
 
 def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *, num_classes: int,
                     device: torch.device, task: Task) -> tuple[dict, dict[str, np.ndarray]]:
-    """Attack ``model`` on video features (x, y); returns (summary, per-sample columns)."""
+    """Attack ``model`` on video features (x, y); returns (summary, per-sample columns). Columns
+    of shape (N, C) are per-video scores (sigmoid) of the clean, PGD and worst-case inputs and the
+    labels, which the attack stage writes to ``scores.npz`` rather than ``per_sample.csv``."""
     t0 = time.perf_counter()
     model = model.to(device).eval()
     run = _VideoRunner(model, x, y, cfg, device, task)
@@ -180,4 +182,8 @@ def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *
           f"{' UNRELIABLE' if summary['unreliable'] else ''} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     columns = {f"{name}_hit": _top1_hit(value, y) for name, value in logits.items()}
     columns["num_labels"] = y.sum(1)
-    return summary, {k: v.numpy().astype(np.int64) for k, v in columns.items()}
+    out = {k: v.numpy().astype(np.int64) for k, v in columns.items()}
+    # (N, C) per-video scores, for the claims' paired bootstrap of GAP over videos (scores.npz)
+    out |= {f"{name}_scores": torch.sigmoid(logits[name]).numpy().astype(np.float32) for name in ("clean", "pgd", "worst")}
+    out["labels"] = y.numpy().astype(np.int8)
+    return summary, out

@@ -35,6 +35,20 @@ def read_summaries(results_dir: Path, names: list[str], stage: str = "attack") -
     return out
 
 
+def read_scores(results_dir: Path, name: str) -> dict | None:
+    """``{"ids": [...], "<attack>_scores": (N, C) float, "labels": (N, C)}`` from
+    ``<results_dir>/<name>/scores.npz`` (video experiments), or None when it is absent."""
+    import numpy as np
+
+    path = Path(results_dir) / name / "scores.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        out = {k: data[k] for k in data.files}
+    out["ids"] = [str(i) for i in out["ids"]]
+    return out
+
+
 def read_per_sample(results_dir: Path, name: str) -> dict | None:
     """``{"ids": [...], "columns": {column: int array}}`` from ``<results_dir>/<name>/per_sample.csv``
     (one row per attacked sample), or None when the file is absent (detectors have none)."""

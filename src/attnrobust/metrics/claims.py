@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from attnrobust.errors import UserError
-from attnrobust.metrics.claims_base import UNRELIABLE_TEXT, run_paper_tests, tolerance, unreliable_flag, with_reliability
+from attnrobust.metrics.claims_base import (UNRELIABLE_TEXT, gap_comparison, run_paper_tests, tolerance,
+                                            unreliable_flag, with_reliability)
 from attnrobust.metrics.claims_fgmask import fgmask_claims
 from attnrobust.metrics.claims_iqa import iqa_claims
 from attnrobust.metrics.claims_protoattn import protoattn_claims
@@ -36,7 +37,9 @@ def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str
                         'simple adversarial extensions achieve 72.9% and 82% respectively" (YouTube-8M)',
                "ours": text + unreliable_flag(a, at, p),
                "holds": a["pgd_gap"] > at["pgd_gap"] + tol and at["pgd_gap"] > p["pgd_gap"] + tol,
-               "untested": "GAP@20 is a pooled ranking: its paired test needs per-video scores (not stored yet)"}]
+               "comparisons": [gap_comparison(a_art, pgd_at, "worst", 0.0, "GAP@20, per-video worst case: A-ART vs PGD-AT"),
+                               gap_comparison(pgd_at, plain, "worst", 0.0, "GAP@20, per-video worst case: PGD-AT vs plain")],
+               "untested": "GAP@20 needs the per-video scores (results/attack/<exp>/scores.npz)"}]
     if noreg is not None:
         n = summaries[noreg]
         claims.append({"claim": "the temporal attention regulariser itself adds robustness (beta vs. 0)",
@@ -45,7 +48,9 @@ def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str
                        "ours": f"PGD GAP {a['pgd_gap']:.3f} with the regulariser vs {n['pgd_gap']:.3f} without"
                                + unreliable_flag(a, n),
                        "holds": a["pgd_gap"] > n["pgd_gap"] + tolerance(min(a["n"], n["n"])),
-                       "untested": "GAP@20 is a pooled ranking: its paired test needs per-video scores (not stored yet)"})
+                       "comparisons": [gap_comparison(a_art, noreg, "worst", 0.0,
+                                                      "GAP@20, per-video worst case: with vs without the regulariser")],
+                       "untested": "GAP@20 needs the per-video scores (results/attack/<exp>/scores.npz)"})
     return claims
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnrobust.errors import UserError
-from attnrobust.metrics.paired import compare, verdicts
+from attnrobust.metrics.paired import compare, compare_gap, verdicts
 from attnrobust.units import tolerance  # noqa: F401  (claims and sanity checks share one tolerance)
 
 UNRELIABLE_TEXT = " [UNRELIABLE evaluation: see sanity]"
@@ -33,6 +33,20 @@ def comparison(a: str, b: str, column: str, threshold: float, label: str, column
             "label": label}
 
 
+def gap_comparison(a: str, b: str, scores: str, threshold: float, label: str) -> dict:
+    """A claim's GAP test: experiment ``a``'s per-video ``<scores>_scores`` (scores.npz) against
+    ``b``'s on the same videos, GAP@20 claimed higher by more than ``threshold`` (paired bootstrap)."""
+    return {"a": a, "b": b, "statistic": "gap", "scores": scores, "threshold": threshold, "label": label}
+
+
+def _scores(summaries: dict[str, dict], exp: str, scores: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    found = summaries[exp].get("scores")
+    if found is None or f"{scores}_scores" not in found:
+        raise UserError(f"claims: results/attack/{exp}/scores.npz has no '{scores}_scores'; "
+                        f"re-run `dvc repro attack@{exp}`")
+    return found["ids"], found[f"{scores}_scores"], found["labels"]
+
+
 def _outcomes(summaries: dict[str, dict], exp: str, column: str) -> tuple[list[str], np.ndarray]:
     per_sample = summaries[exp].get("per_sample")
     if per_sample is None or column not in per_sample["columns"]:
@@ -42,7 +56,14 @@ def _outcomes(summaries: dict[str, dict], exp: str, column: str) -> tuple[list[s
 
 
 def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
-    """The paired statistics of one :func:`comparison` on the two experiments' shared samples."""
+    """The paired statistics of one :func:`comparison` (or :func:`gap_comparison`) on the two
+    experiments' shared samples."""
+    if spec.get("statistic") == "gap":
+        (ids_a, a, labels), (ids_b, b, labels_b) = (_scores(summaries, spec[e], spec["scores"]) for e in ("a", "b"))
+        if ids_a != ids_b or not np.array_equal(labels, labels_b):
+            raise UserError(f"claims: {spec['a']} and {spec['b']} were attacked on different videos; a paired test "
+                            "needs the same attack.n_samples and attack.seed for both")
+        return {**spec, **compare_gap(a, b, labels, spec["threshold"]).as_dict()}
     ids_a, a = _outcomes(summaries, spec["a"], spec["column_a"])
     ids_b, b = _outcomes(summaries, spec["b"], spec["column_b"])
     if ids_a != ids_b:
@@ -60,7 +81,9 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
 
     def testable(claim: dict) -> bool:  # per-sample outcomes of every experiment it compares (the pipeline has them)
         specs = claim.get("comparisons", [])
-        return bool(specs) and all(summaries[e].get("per_sample") is not None for s in specs for e in (s["a"], s["b"]))
+        def has(spec: dict, exp: str) -> bool:
+            return summaries[exp].get("scores" if spec.get("statistic") == "gap" else "per_sample") is not None
+        return bool(specs) and all(has(s, e) for s in specs for e in (s["a"], s["b"]))
 
     tested = [[run_comparison(summaries, spec) for spec in c["comparisons"]] if testable(c) else [] for c in claims]
     ran = [i for i, t in enumerate(tested) if t]

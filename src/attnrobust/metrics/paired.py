@@ -69,6 +69,28 @@ def compare(a: np.ndarray, b: np.ndarray, threshold: float = 0.0, seed: int = 0)
     return Comparison(effect, ci, p, len(a), threshold)
 
 
+BOOTSTRAP_GAP = 1000  # resamples of videos for a GAP difference (each recomputes two pooled rankings)
+
+
+def compare_gap(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, threshold: float = 0.0,
+                seed: int = 0, k: int = 20) -> Comparison:
+    """Paired comparison of GAP@k of two models' (N, C) scores on the same videos: the effect is
+    GAP(a) - GAP(b); its 95% interval and the two-sided p (for effect == threshold) come from one
+    bootstrap over videos, resampling the same videos for both models (GAP is a pooled ranking,
+    so no per-video outcome exists to pair; the videos are the sampled units)."""
+    from attnrobust.metrics.multilabel import gap_at_k
+
+    if scores_a.shape != scores_b.shape or scores_a.shape != labels.shape or scores_a.ndim != 2 or not len(labels):
+        raise ValueError(f"need aligned (N, C) scores and labels, got {scores_a.shape}, {scores_b.shape}, "
+                         f"{labels.shape}")
+    effect = gap_at_k(scores_a, labels, k) - gap_at_k(scores_b, labels, k)
+    index = np.random.default_rng(seed).integers(0, len(labels), size=(BOOTSTRAP_GAP, len(labels)))
+    boot = np.array([gap_at_k(scores_a[i], labels[i], k) - gap_at_k(scores_b[i], labels[i], k) for i in index])
+    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
+    return Comparison(float(effect), ci, max(p, 1.0 / BOOTSTRAP_GAP), len(labels), threshold)
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the input order."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
