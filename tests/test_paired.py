@@ -109,3 +109,46 @@ def test_a_art_claims_are_decided_by_the_gap_bootstrap_over_videos():
     summaries["a"], summaries["noreg"] = video(0.1), video(0.6)  # the ablation is better: contradicted
     _, regulariser = evaluate_claims(summaries, config).values()
     assert regulariser["verdict"] == "contradicted"
+
+
+def test_auroc_comparison_tests_the_threshold_on_resampled_samples():
+    from attnrobust.metrics.detection import auroc
+    from attnrobust.metrics.paired import compare_auroc
+
+    rng = np.random.default_rng(0)
+    n = 200
+    clean_ok = rng.random(n) < 0.8
+    clean_score = rng.normal(0, 1, n)
+    fooled = clean_ok & (rng.random(n) < 0.6)
+    separated = rng.normal(3, 1, n)  # fooled inputs score far higher: AUROC ~0.98
+    mixed = rng.normal(0.3, 1, n)  # barely higher: AUROC ~0.58
+    high = compare_auroc(clean_ok, clean_score, [(fooled, separated)], 0.9)
+    assert high.effect == pytest.approx(auroc(separated[fooled], clean_score[clean_ok]))
+    assert high.ci[0] > 0.9 and high.p < 0.01 and high.n == n
+    low = compare_auroc(clean_ok, clean_score, [(fooled, mixed)], 0.9)
+    assert low.ci[1] < 0.9 and low.p < 0.01  # significantly below the bar: the claim is contradicted
+    both = compare_auroc(clean_ok, clean_score, [(fooled, separated), (fooled, mixed)], 0.9)
+    assert both.effect == pytest.approx((high.effect + low.effect) / 2)  # the mean over conditions
+    with pytest.raises(ValueError):
+        compare_auroc(clean_ok, clean_score, [(np.zeros(n, bool), separated)], 0.9)  # no positive at all
+
+
+def test_detector_claims_are_decided_by_the_auroc_bootstrap():
+    from attnrobust.metrics.claims import evaluate_claims
+
+    rng = np.random.default_rng(1)
+    n = 200
+    clean_ok = rng.random(n) < 0.8
+    fooled = clean_ok & (rng.random(n) < 0.6)
+    clean_score = rng.normal(0, 1, n)
+    scores = {"clean_correct": clean_ok, "clean_score": clean_score,
+              **{f"{c}:fooled": fooled for c in ("pgd@8", "pgd_full@8", "adaptive@8", "jpeg@10")},
+              "pgd@8:score": rng.normal(3, 1, n), "pgd_full@8:score": rng.normal(3, 1, n),
+              "adaptive@8:score": rng.normal(0, 1, n), "jpeg@10:score": rng.normal(0.2, 1, n)}
+    row = {"auroc": 0.95, "tpr_at_5fpr": 0.8, "success": 0.1}
+    summary = {"detector": "d", "n": n, "eps": 8, "unreliable": False, "detector_scores": scores,
+               "attacks": {"pgd": {"8": row}, "pgd_full": {"8": row}},
+               "adaptive": {**row, "auroc": 0.5}, "corruptions": {"jpeg": {"10": {**row, "auroc": 0.55}}}}
+    pgd, adaptive, corruptions = evaluate_claims({"d": summary}, {"iqa_kd": [{"detector": "d"}]}).values()
+    assert pgd["verdict"] == "holds" and len(pgd["tests"]) == 2
+    assert adaptive["verdict"] == "contradicted" and corruptions["verdict"] == "contradicted"

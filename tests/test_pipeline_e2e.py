@@ -47,6 +47,8 @@ def test_repro_writes_metrics_for_every_experiment(tiny_repo):
     assert {"pgd_auroc", "adaptive_auroc", "adaptive_success"} <= set(row) and 0 <= row["clean_acc"] <= 1
     assert all(v is None or 0 <= v <= 1 for k, v in row.items() if k.endswith("auroc"))
     assert (repo / "metrics" / "plots" / "roc.csv").is_file()
+    with np.load(repo / "results" / "detect" / "gtsrb_iqa_kd" / "per_sample.npz") as scores:  # the AUROC tests' input
+        assert {"clean_correct", "clean_score", "pgd@8:score", "adaptive@8:fooled"} <= set(scores.files)
     report = (repo / "reports" / "report.md").read_text()
     assert "## Claims" in report and "| paper | claim | paper's number | ours | direction | test | verdict | unreliable |" in report
     for figure in re.findall(r"\]\((figures/[^)]+\.png)\)", report):

@@ -58,7 +58,7 @@ from attnrobust.detect.config import DetectorSpec
 from attnrobust.detect.corruptions import corrupt
 from attnrobust.detect.detector import IQAKDDetector
 from attnrobust.detect.distill import agreement
-from attnrobust.io import replace_dir, write_json
+from attnrobust.io import replace_dir, save_npz, write_json
 from attnrobust.metrics.detection import auroc, roc_curve, threshold_at_fpr, tpr_at_fpr
 from attnrobust.runtime import resolve_device
 
@@ -213,6 +213,8 @@ class _Conditions:
         self.clean = observe(detector, x, device, batch_size)
         self.threshold = threshold_at_fpr(self.clean.score.numpy(), FPR)
         self.roc: list[tuple[str, str, str]] = []
+        # per sample, for the claims' bootstrap of AUROC (per_sample.npz): clean outcome, and per condition
+        self.per_sample = {"clean_correct": (self.clean.pred == y).numpy(), "clean_score": self.clean.score.numpy()}
 
     def score(self, x_perturbed: Tensor, curve: str | None = None) -> tuple[dict, Outcome]:
         """(metrics, outcome) of one condition; with ``curve``, its ROC joins roc.csv under that name."""
@@ -222,6 +224,8 @@ class _Conditions:
             fooled = clean_ok & (perturbed.pred != self.y)
             fpr, tpr = roc_curve(perturbed.score[fooled].numpy(), self.clean.score[clean_ok].numpy(), ROC_POINTS)
             self.roc += [(curve, f"{a:.4f}", f"{b:.4f}") for a, b in zip(fpr, tpr)]
+            self.per_sample[f"{curve}:fooled"] = fooled.numpy()
+            self.per_sample[f"{curve}:score"] = perturbed.score.numpy()
         return condition_metrics(self.clean, perturbed, self.y, self.threshold), perturbed
 
     def success(self, outcome: Outcome) -> Tensor:
@@ -262,7 +266,9 @@ def _adaptive(run: _Conditions, cfg: AttackConfig, spec: DetectorSpec, plain_pgd
 
 def evaluate_detector(name: str, spec: DetectorSpec, teacher_dir: Path, detector_dir: Path, prepared_dir: Path,
                       out_dir: Path, cfg: AttackConfig) -> dict:
-    """Run every condition on the test subset; write ``summary.json`` and ``roc.csv`` to ``out_dir``."""
+    """Run every condition on the test subset; write ``summary.json``, ``roc.csv`` and
+    ``per_sample.npz`` (per sample: ``clean_correct``, ``clean_score`` and, per condition
+    ``<attack>@<eps>``, ``<condition>:fooled`` and ``<condition>:score``) to ``out_dir``."""
     t0 = time.perf_counter()
     teacher, teacher_spec = load_teacher(teacher_dir, spec)
     detector = load_detector(detector_dir, name, teacher, spec)
@@ -295,6 +301,7 @@ def evaluate_detector(name: str, spec: DetectorSpec, teacher_dir: Path, detector
             writer = csv.writer(f)
             writer.writerow(["attack", "fpr", "tpr"])
             writer.writerows(run.roc)
+        save_npz(staging / "per_sample.npz", **run.per_sample)
     _report(summary, time.perf_counter() - t0)
     return summary
 

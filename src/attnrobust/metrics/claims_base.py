@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnrobust.errors import UserError
-from attnrobust.metrics.paired import compare, compare_gap, verdicts
+from attnrobust.metrics.paired import compare, compare_auroc, compare_gap, verdicts
 from attnrobust.units import tolerance  # noqa: F401  (claims and sanity checks share one tolerance)
 
 UNRELIABLE_TEXT = " [UNRELIABLE evaluation: see sanity]"
@@ -39,6 +39,13 @@ def gap_comparison(a: str, b: str, scores: str, threshold: float, label: str) ->
     return {"a": a, "b": b, "statistic": "gap", "scores": scores, "threshold": threshold, "label": label}
 
 
+def auroc_comparison(detector: str, conditions: list[str], threshold: float, label: str) -> dict:
+    """A detector claim's test: the mean AUROC over ``conditions`` (``<attack>@<eps>`` of
+    results/detect/<detector>/per_sample.npz) above ``threshold`` (a bootstrap over samples)."""
+    return {"a": detector, "b": None, "statistic": "auroc", "conditions": list(conditions), "threshold": threshold,
+            "label": label}
+
+
 def _scores(summaries: dict[str, dict], exp: str, scores: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     found = summaries[exp].get("scores")
     if found is None or f"{scores}_scores" not in found:
@@ -58,6 +65,15 @@ def _outcomes(summaries: dict[str, dict], exp: str, column: str) -> tuple[list[s
 def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
     """The paired statistics of one :func:`comparison` (or :func:`gap_comparison`) on the two
     experiments' shared samples."""
+    if spec.get("statistic") == "auroc":
+        found = summaries[spec["a"]].get("detector_scores")
+        missing = [c for c in spec["conditions"] if found is None or f"{c}:score" not in found]
+        if missing:
+            raise UserError(f"claims: results/detect/{spec['a']}/per_sample.npz lacks {', '.join(missing)}; "
+                            f"re-run `dvc repro detect@{spec['a']}`")
+        conditions = [(found[f"{c}:fooled"], found[f"{c}:score"]) for c in spec["conditions"]]
+        return {**spec, **compare_auroc(found["clean_correct"], found["clean_score"], conditions,
+                                         spec["threshold"]).as_dict()}
     if spec.get("statistic") == "gap":
         (ids_a, a, labels), (ids_b, b, labels_b) = (_scores(summaries, spec[e], spec["scores"]) for e in ("a", "b"))
         if ids_a != ids_b or not np.array_equal(labels, labels_b):
@@ -81,8 +97,9 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
 
     def testable(claim: dict) -> bool:  # per-sample outcomes of every experiment it compares (the pipeline has them)
         specs = claim.get("comparisons", [])
-        def has(spec: dict, exp: str) -> bool:
-            return summaries[exp].get("scores" if spec.get("statistic") == "gap" else "per_sample") is not None
+        def has(spec: dict, exp: str | None) -> bool:
+            key = {"gap": "scores", "auroc": "detector_scores"}.get(spec.get("statistic"), "per_sample")
+            return exp is None or summaries[exp].get(key) is not None
         return bool(specs) and all(has(s, e) for s in specs for e in (s["a"], s["b"]))
 
     tested = [[run_comparison(summaries, spec) for spec in c["comparisons"]] if testable(c) else [] for c in claims]

@@ -17,9 +17,9 @@ detector summaries under their names.
 """
 from __future__ import annotations
 
-from attnrobust.metrics.claims_base import unreliable_flag
+from attnrobust.metrics.claims_base import auroc_comparison, unreliable_flag
 
-UNTESTED = "an AUROC threshold: its test needs the per-sample detector scores (not stored yet)"
+UNTESTED = "an AUROC threshold: its test needs results/detect/<detector>/per_sample.npz"
 
 USABLE_AUROC = 0.9  # our bar for "the detector flags these inputs" (the paper gives no number)
 PAPER = ('abstract only, no number: IQA + knowledge distillation, with the classifier not retrained, flags '
@@ -46,6 +46,8 @@ def pgd_detected(s: dict) -> dict:
             "paper": PAPER,
             "ours": f"{text} (n={s['n']})" + unreliable_flag(s),
             "holds": all(_holds(r["auroc"]) for r in rows.values()),
+            "comparisons": [auroc_comparison(s["detector"], [f"{kind}@{eps}"], USABLE_AUROC, f"{kind} AUROC")
+                            for kind, r in rows.items() if r["auroc"] is not None],
             "untested": UNTESTED}
 
 
@@ -59,6 +61,8 @@ def adaptive_detected(s: dict) -> dict:
                     f"honest success (misclassified and accepted at 5% FPR) {ad['success']:.3f} vs "
                     f"{row['success']:.3f}" + unreliable_flag(s),
             "holds": _holds(ad["auroc"]),
+            "comparisons": [auroc_comparison(s["detector"], [f"adaptive@{s['eps']}"], USABLE_AUROC, "adaptive AUROC")]
+            if ad["auroc"] is not None else [],
             "untested": UNTESTED}
 
 
@@ -72,10 +76,12 @@ def corruptions_detected(s: dict) -> dict:
             "paper": PAPER,
             "ours": f"AUROC {text}" + unreliable_flag(s),
             "holds": bool(measured) and sum(measured) / len(measured) >= USABLE_AUROC,
+            "comparisons": [auroc_comparison(s["detector"], [k for k, v in rows.items() if v is not None],
+                                             USABLE_AUROC, "mean AUROC over corruptions")] if measured else [],
             "untested": UNTESTED}
 
 
 def iqa_claims(summaries: dict[str, dict], detector: str) -> list[dict]:
     """``[{claim, paper, ours, holds}]`` for one detector, from ``{name: detect summary.json}``."""
-    s = summaries[detector]
+    s = {**summaries[detector], "detector": detector}  # the name its per-sample scores are found under
     return [pgd_detected(s), adaptive_detected(s), corruptions_detected(s)]

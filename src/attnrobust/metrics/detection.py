@@ -81,10 +81,19 @@ HEADLINE_KEYS = ("auroc", "tpr_at_5fpr", "success")  # per headline condition, s
 
 
 def read_detect_summaries(results_dir: Path, detectors: list[str]) -> dict[str, dict]:
-    """``{detector: results/detect/<detector>/summary.json}`` for every detector named in params."""
+    """``{detector: results/detect/<detector>/summary.json}`` for every detector named in params,
+    each with ``detector_scores``: its ``per_sample.npz`` as a dict (None when absent)."""
     from attnrobust.metrics.aggregate import read_summaries
 
-    return read_summaries(results_dir, detectors, stage="detect")
+    summaries = read_summaries(results_dir, detectors, stage="detect")
+    for name, summary in summaries.items():
+        path = Path(results_dir) / name / "per_sample.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                summary["detector_scores"] = {k: data[k] for k in data.files}
+        else:
+            summary["detector_scores"] = None
+    return summaries
 
 
 def _round(value) -> float | None:

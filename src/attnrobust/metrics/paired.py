@@ -91,6 +91,40 @@ def compare_gap(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, 
     return Comparison(float(effect), ci, max(p, 1.0 / BOOTSTRAP_GAP), len(labels), threshold)
 
 
+def compare_auroc(clean_ok: np.ndarray, clean_score: np.ndarray, conditions: list[tuple[np.ndarray, np.ndarray]],
+                  threshold: float, seed: int = 0) -> Comparison:
+    """Is a detector's AUROC above ``threshold``? Per sample (n,): ``clean_ok`` (the classifier gets
+    the clean input right: its clean score is a negative) and ``clean_score``; each condition is
+    ``(fooled, score)``: the perturbed input fools the classifier (a positive) and its score. The
+    effect is the mean AUROC over the conditions (positives against the negatives); its 95%
+    interval and the two-sided p (for effect == threshold) come from one bootstrap over samples, a
+    resampled sample bringing its clean and perturbed scores along. Resamples where some condition
+    has no positive or no negative are dropped (their AUROC is undefined)."""
+    from attnrobust.metrics.detection import auroc
+
+    clean_ok = np.asarray(clean_ok, bool)
+    clean_score = np.asarray(clean_score, np.float64)
+    conditions = [(np.asarray(f, bool), np.asarray(sc, np.float64)) for f, sc in conditions]
+    if not conditions or any(f.shape != clean_ok.shape or sc.shape != clean_ok.shape for f, sc in conditions):
+        raise ValueError("need at least one condition, every array aligned with the samples")
+
+    def mean_auroc(idx: np.ndarray) -> float:
+        neg = clean_score[idx][clean_ok[idx]]
+        values = [auroc(sc[idx][f[idx]], neg) for f, sc in conditions]
+        return float("nan") if any(np.isnan(v) for v in values) else float(np.mean(values))
+
+    everyone = np.arange(len(clean_ok))
+    effect = mean_auroc(everyone)
+    if np.isnan(effect):
+        raise ValueError("AUROC undefined: no positive or no negative sample in some condition")
+    index = np.random.default_rng(seed).integers(0, len(clean_ok), size=(BOOTSTRAP, len(clean_ok)))
+    boot = np.array([mean_auroc(i) for i in index])
+    boot = boot[~np.isnan(boot)]
+    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
+    return Comparison(effect, ci, max(p, 1.0 / len(boot)), len(clean_ok), threshold)
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the input order."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
