@@ -152,3 +152,16 @@ def test_detector_claims_are_decided_by_the_auroc_bootstrap():
     pgd, adaptive, corruptions = evaluate_claims({"d": summary}, {"iqa_kd": [{"detector": "d"}]}).values()
     assert pgd["verdict"] == "holds" and len(pgd["tests"]) == 2
     assert adaptive["verdict"] == "contradicted" and corruptions["verdict"] == "contradicted"
+
+
+def test_ratio_comparison_resamples_the_same_samples_for_both_models():
+    from attnrobust.metrics.paired import compare_ratio
+
+    rng = np.random.default_rng(2)
+    own = rng.uniform(0.5, 1.5, 200)
+    far, near = own * rng.uniform(2.5, 3.5, 200), own * rng.uniform(1.0, 1.4, 200)
+    better = compare_ratio(own, far, own, near)
+    assert better.effect == pytest.approx(far.mean() / own.mean() - near.mean() / own.mean())
+    assert better.ci[0] > 0 and better.p < 0.01
+    same = compare_ratio(own, near, own, near)
+    assert same.effect == 0.0 and same.p == 1.0

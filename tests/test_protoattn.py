@@ -2,6 +2,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -263,8 +264,12 @@ def test_evaluation_writes_per_head_results(trained_protoattn, prepared_dir, tmp
     latent = summary["latent"]
     assert set(latent) == {"clean", "bim_eps4"} and latent["clean"]["ratio"] > 0
     assert latent["clean"]["ratio"] == pytest.approx(latent["clean"]["other"] / latent["clean"]["own"])
+    with np.load(tmp_path / "out" / "scores.npz") as per_sample:  # the latent claim's paired bootstrap reads these
+        assert per_sample["latent_other"].mean() / per_sample["latent_own"].mean() == pytest.approx(
+            latent["clean"]["ratio"], rel=1e-5)
     header = (tmp_path / "out" / "per_sample.csv").read_text().splitlines()[0].split(",")
     assert {"fr_bim_eps2_correct", "a_mim_eps4_correct", "worst_correct"} <= set(header)
+    assert "latent_own" not in header  # floats stay out of per_sample.csv
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["heads"]["a"] == summary["heads"]["a"]
     row = headline_metrics({"pa": summary})["pa"]
     assert row["fr_bim_acc_eps4"] == round(summary["heads"]["fr"]["bim_acc_eps4"], 4) and "latent_ratio" in row

@@ -104,7 +104,8 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
         if examples:
             save_npz(staging / "examples.npz", **examples)
         ids = [test.ids[i] if test.ids else str(i) for i in index]
-        write_per_sample(staging / "per_sample.csv", ids, {k: v for k, v in columns.items() if v.ndim == 1})
-        if scores := {k: v for k, v in columns.items() if v.ndim == 2}:  # video: per-video scores and labels
+        outcomes = {k: v for k, v in columns.items() if v.ndim == 1 and v.dtype.kind in "biu"}
+        write_per_sample(staging / "per_sample.csv", ids, outcomes)
+        if scores := {k: v for k, v in columns.items() if k not in outcomes}:  # per-video scores, latent distances
             save_npz(staging / "scores.npz", ids=np.asarray(ids), **scores)
     return summary

@@ -175,6 +175,17 @@ def _head_predictions(view: nn.Module, x: Tensor, batch_size: int, device) -> Te
     return torch.cat([view(x[s:s + batch_size].to(device)).argmax(-1).cpu() for s in range(0, len(x), batch_size)])
 
 
+def latent_distances(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device) -> tuple[Tensor, Tensor]:
+    """Per sample (every process's rows, gathered): the own-class and other-class distances of
+    :func:`latent_separation`."""
+    model.eval()
+    with torch.no_grad():
+        pairs = [model.latent_distances(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device))
+                 for s in range(0, len(y), batch_size)]
+    return (distributed.gather_rows(torch.cat([p[0] for p in pairs]).cpu()),
+            distributed.gather_rows(torch.cat([p[1] for p in pairs]).cpu()))
+
+
 def latent_separation(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device) -> dict[str, float]:
     """Class separation of the latent space: ``own`` = mean over samples of the squared distance
     from the sample's most attended latent patch to the nearest prototype of its class, ``other``
@@ -182,12 +193,7 @@ def latent_separation(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, d
     ``ratio = other / own``. Separation pushes ``ratio`` up; latent patches lie in [0, 1]^D, so
     ``own`` and ``other`` compare across models of the same ``proto_dim``. With several processes
     (x, y) is this process's share and the means are over every process's."""
-    model.eval()
-    with torch.no_grad():
-        pairs = [model.latent_distances(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device))
-                 for s in range(0, len(y), batch_size)]
-    own = float(distributed.gather_rows(torch.cat([p[0] for p in pairs]).cpu()).mean())  # (x, y): this process's rows
-    other = float(distributed.gather_rows(torch.cat([p[1] for p in pairs]).cpu()).mean())
+    own, other = (float(d.mean()) for d in latent_distances(model, x, y, batch_size, device))
     return {"own": own, "other": other, "ratio": other / max(own, 1e-12)}
 
 
@@ -273,6 +279,8 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
     summary["robust_acc"] = _acc(cols["worst_correct"])
     if hasattr(model, "latent_distances"):  # the latent space on clean inputs and under the strongest BIM
         mine = distributed.shard(len(y))
+        own, other = latent_distances(model, x[mine], y[mine], cfg.batch_size, device)  # per sample: the claims' test
+        cols["latent_own"], cols["latent_other"] = own.double(), other.double()
         summary["latent"] = {"clean": latent_separation(model, x[mine], y[mine], cfg.batch_size, device),
                              f"bim_eps{eps_values[-1]}": latent_separation(model, x_bim, y[mine], cfg.batch_size,
                                                                            device)}
@@ -283,7 +291,8 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
                                           for a in ("bim", "mim")) for h, s in results.items())
     print(f"[attack] heads ({shown}); worst with heads folded in {summary['robust_acc']:.3f} "
           f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
-    return summary, {**full_columns, **{k: v.numpy().astype("int64") for k, v in cols.items()}}
+    return summary, {**full_columns, **{k: v.numpy() if v.is_floating_point() else v.numpy().astype("int64")
+                                        for k, v in cols.items()}}
 
 
 def _num_classes(model: nn.Module, x: Tensor, device) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnrobust.errors import UserError
-from attnrobust.metrics.paired import compare, compare_auroc, compare_gap, verdicts
+from attnrobust.metrics.paired import compare, compare_auroc, compare_gap, compare_ratio, verdicts
 from attnrobust.units import tolerance  # noqa: F401  (claims and sanity checks share one tolerance)
 
 UNRELIABLE_TEXT = " [UNRELIABLE evaluation: see sanity]"
@@ -46,6 +46,12 @@ def auroc_comparison(detector: str, conditions: list[str], threshold: float, lab
             "label": label}
 
 
+def ratio_comparison(a: str, b: str, own: str, other: str, label: str) -> dict:
+    """A claim's test of ``mean(other) / mean(own)`` (per-sample columns of scores.npz), higher for
+    ``a`` than for ``b`` on the same samples (paired bootstrap)."""
+    return {"a": a, "b": b, "statistic": "ratio", "own": own, "other": other, "threshold": 0.0, "label": label}
+
+
 def _scores(summaries: dict[str, dict], exp: str, scores: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     found = summaries[exp].get("scores")
     if found is None or f"{scores}_scores" not in found:
@@ -74,6 +80,16 @@ def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
         conditions = [(found[f"{c}:fooled"], found[f"{c}:score"]) for c in spec["conditions"]]
         return {**spec, **compare_auroc(found["clean_correct"], found["clean_score"], conditions,
                                          spec["threshold"]).as_dict()}
+    if spec.get("statistic") == "ratio":
+        found = {e: summaries[spec[e]].get("scores") for e in ("a", "b")}
+        for e, data in found.items():
+            if data is None or spec["own"] not in data or spec["other"] not in data:
+                raise UserError(f"claims: results/attack/{spec[e]}/scores.npz lacks {spec['own']}/{spec['other']}; "
+                                f"re-run `dvc repro attack@{spec[e]}`")
+        if found["a"]["ids"] != found["b"]["ids"]:
+            raise UserError(f"claims: {spec['a']} and {spec['b']} were attacked on different samples")
+        a, b = found["a"], found["b"]
+        return {**spec, **compare_ratio(a[spec["own"]], a[spec["other"]], b[spec["own"]], b[spec["other"]]).as_dict()}
     if spec.get("statistic") == "gap":
         (ids_a, a, labels), (ids_b, b, labels_b) = (_scores(summaries, spec[e], spec["scores"]) for e in ("a", "b"))
         if ids_a != ids_b or not np.array_equal(labels, labels_b):
@@ -98,7 +114,8 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
     def testable(claim: dict) -> bool:  # per-sample outcomes of every experiment it compares (the pipeline has them)
         specs = claim.get("comparisons", [])
         def has(spec: dict, exp: str | None) -> bool:
-            key = {"gap": "scores", "auroc": "detector_scores"}.get(spec.get("statistic"), "per_sample")
+            key = {"gap": "scores", "ratio": "scores", "auroc": "detector_scores"}.get(spec.get("statistic"),
+                                                                                    "per_sample")
             return exp is None or summaries[exp].get(key) is not None
         return bool(specs) and all(has(s, e) for s in specs for e in (s["a"], s["b"]))
 

@@ -16,7 +16,7 @@ FGSM-RS claims carry Table 2 from the official code's README. ``ours`` gives the
 from __future__ import annotations
 
 from attnrobust.errors import UserError
-from attnrobust.metrics.claims_base import comparison, tolerance, unreliable_flag
+from attnrobust.metrics.claims_base import comparison, ratio_comparison, tolerance, unreliable_flag
 
 NON_INFERIORITY = -0.05  # "matches or surpasses": at most 5 points worse, at every budget
 
@@ -97,7 +97,9 @@ def latent_separation(summaries: dict, protoattn: str, nosep: str) -> dict:
                     f"{la['ratio']:.2f} ({la['other']:.3f} / {la['own']:.3f}) with separation vs {lb['ratio']:.2f} "
                     f"({lb['other']:.3f} / {lb['own']:.3f}) without{adv_text}" + unreliable_flag(a, b),
             "unreliable": _unreliable(summaries, protoattn, nosep), "holds": la["ratio"] > lb["ratio"],
-            "untested": "a ratio of mean distances: its test needs per-sample distances (not stored yet)"}
+            "comparisons": [ratio_comparison(protoattn, nosep, "latent_own", "latent_other",
+                                             "latent ratio (other / own class distance), clean test samples")],
+            "untested": "a ratio of mean distances: its test needs per-sample distances (scores.npz)"}
 
 
 def protoattn_claims(summaries: dict[str, dict], protoattn: str, standard: str, pgd_at: str, nosep: str,

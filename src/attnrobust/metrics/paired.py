@@ -125,6 +125,28 @@ def compare_auroc(clean_ok: np.ndarray, clean_score: np.ndarray, conditions: lis
     return Comparison(effect, ci, max(p, 1.0 / len(boot)), len(clean_ok), threshold)
 
 
+def compare_ratio(own_a: np.ndarray, other_a: np.ndarray, own_b: np.ndarray, other_b: np.ndarray,
+                  threshold: float = 0.0, seed: int = 0) -> Comparison:
+    """Paired comparison of a ratio of means, ``mean(other) / mean(own)``, of two models on the
+    same samples (the latent separation of :mod:`attnrobust.attacks.heads`): the effect is
+    ratio(a) - ratio(b); the 95% interval and the two-sided p come from one bootstrap over
+    samples, resampling the same samples for both models."""
+    arrays = [np.asarray(v, np.float64) for v in (own_a, other_a, own_b, other_b)]
+    if len({v.shape for v in arrays}) != 1 or arrays[0].ndim != 1 or not len(arrays[0]):
+        raise ValueError("need four aligned, non-empty 1-D arrays")
+    own_a, other_a, own_b, other_b = arrays
+
+    def effect(idx) -> np.ndarray:
+        ratio = lambda own, other: other[idx].mean(-1) / np.maximum(own[idx].mean(-1), 1e-12)  # noqa: E731
+        return ratio(own_a, other_a) - ratio(own_b, other_b)
+
+    index = np.random.default_rng(seed).integers(0, len(own_a), size=(BOOTSTRAP, len(own_a)))
+    boot = effect(index)
+    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
+    return Comparison(float(effect(np.arange(len(own_a)))), ci, max(p, 1.0 / BOOTSTRAP), len(own_a), threshold)
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the input order."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
