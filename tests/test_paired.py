@@ -66,7 +66,7 @@ def test_better_somewhere_worse_nowhere_versus_at_least_as_good_everywhere():
     assert claim_p([gain, loss], "any")[1] is False  # significantly worse at one budget speaks against it
 
 
-def _videos(n: int = 40, c: int = 24, seed: int = 0):
+def _videos(n: int = 60, c: int = 30, seed: int = 0):
     rng = np.random.default_rng(seed)
     labels = np.zeros((n, c), np.int8)
     for i in range(n):
@@ -84,7 +84,7 @@ def test_gap_comparison_bootstraps_the_same_videos_for_both_models():
     bad = noise  # random ranking
     result = compare_gap(good, bad, labels)
     assert result.effect == pytest.approx(gap_at_k(good, labels) - gap_at_k(bad, labels))
-    assert result.ci[0] > 0 and result.p < 0.01 and result.n == 40
+    assert result.ci[0] > 0 and result.p < 0.01 and result.n == 60
     same = compare_gap(good, good, labels)  # the same scores: every resample's difference is exactly 0
     assert same.effect == 0.0 and same.ci == (0.0, 0.0) and same.p == 1.0
     assert compare_gap(good, bad, labels).as_dict() == result.as_dict()  # seeded

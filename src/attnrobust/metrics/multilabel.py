@@ -42,21 +42,11 @@ def _pooled_ap(scores: np.ndarray, hits: np.ndarray, num_positives: float) -> fl
     """
     if num_positives <= 0 or len(scores) == 0:
         return 0.0
-    order = np.argsort(-scores, kind="stable")
-    ranked, ranked_hits = scores[order], hits[order]
-    tied = ranked[1:] == ranked[:-1]
-    if not (tied & (ranked_hits[1:] != ranked_hits[:-1])).any():  # no tie between a hit and a miss:
-        return _ap(ranked_hits, num_positives)  # the order among tied pairs cannot change AP
     scores, hits = _heap_order(scores, hits)
     perm = random.Random(0).sample(range(len(scores)), len(scores))
     scores, hits = scores[perm], hits[perm]
     order = np.argsort(-scores, kind="stable")  # == sorted(..., reverse=True): stable for ties
-    return _ap(hits[order], num_positives)
-
-
-def _ap(ranked_hits: np.ndarray, num_positives: float) -> float:
-    """Non-interpolated AP of hits in rank order, over ``num_positives`` positives."""
-    hits = np.asarray(ranked_hits, np.float64)
+    hits = hits[order].astype(np.float64)
     precision_at_rank = np.cumsum(hits) / np.arange(1, len(hits) + 1)
     return float((precision_at_rank * hits).sum() / num_positives)
 
