@@ -47,7 +47,8 @@ def results_section() -> str:
     out += [_row([k, v["clean_acc"], v["fgsm_acc"], v["pgd_acc"], v["pgd_targeted_acc"],
                   v.get("pgd_suite_acc", "n/a"), v["robust_acc"],
                   "unreliable: " + v["failed_checks"] if v["unreliable"] else ""]) for k, v in sorted(images.items())]
-    out += ["", "| video experiment (GAP@20) | clean | FGSM | PGD (BCE) | PGD (margin) | robust |", "|---|---|---|---|---|---|"]
+    out += ["", "| video experiment (GAP@20) | clean | FGSM | PGD (BCE) | PGD (margin) | robust |",
+            "|---|---|---|---|---|---|"]
     out += [_row([k, v["clean_gap"], v["fgsm_gap"], v["pgd_gap"], v.get("pgd_margin_gap", "n/a"), v["robust_gap"]])
             for k, v in sorted(videos.items())]
     out += ["", "| detector | clean acc (accepted) | AUROC PGD / adaptive | attack success PGD / adaptive | "
