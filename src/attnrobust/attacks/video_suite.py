@@ -174,7 +174,8 @@ def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *
         "n": n, "eps": cfg.eps, "steps": cfg.steps, "restarts": cfg.restarts,
         "clean_gap": scores["clean"]["gap"], "clean_hit1": scores["clean"]["hit1"], "clean_map": scores["clean"]["map"],
         "fgsm_gap": scores["fgsm"]["gap"], "pgd_gap": scores["pgd"]["gap"], "pgd_hit1": scores["pgd"]["hit1"],
-        "pgd_map": scores["pgd"]["map"], "pgd_margin_gap": scores["pgd_margin"]["gap"], "robust_gap": robust_gap, "curves": curves, "sanity": checks,
+        "pgd_map": scores["pgd"]["map"], "pgd_margin_gap": scores["pgd_margin"]["gap"], "robust_gap": robust_gap,
+        "curves": curves, "sanity": checks,
         "unreliable": not all(c["passed"] for c in checks.values()),
     }
     print(f"[attack] n={n} clean GAP {summary['clean_gap']:.3f} fgsm {summary['fgsm_gap']:.3f} "
@@ -184,6 +185,7 @@ def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *
     columns["num_labels"] = y.sum(1)
     out = {k: v.numpy().astype(np.int64) for k, v in columns.items()}
     # (N, C) per-video scores, for the claims' paired bootstrap of GAP over videos (scores.npz)
-    out |= {f"{name}_scores": torch.sigmoid(logits[name]).numpy().astype(np.float32) for name in ("clean", "pgd", "worst")}
+    out |= {f"{name}_scores": torch.sigmoid(logits[name]).numpy().astype(np.float32)
+            for name in ("clean", "pgd", "worst")}
     out["labels"] = y.numpy().astype(np.int8)
     return summary, out

@@ -37,8 +37,9 @@ def a_art_claims(summaries: dict[str, dict], a_art: str, pgd_at: str, plain: str
                         'simple adversarial extensions achieve 72.9% and 82% respectively" (YouTube-8M)',
                "ours": text + unreliable_flag(a, at, p),
                "holds": a["pgd_gap"] > at["pgd_gap"] + tol and at["pgd_gap"] > p["pgd_gap"] + tol,
-               "comparisons": [gap_comparison(a_art, pgd_at, "worst", 0.0, "GAP@20, per-video worst case: A-ART vs PGD-AT"),
-                               gap_comparison(pgd_at, plain, "worst", 0.0, "GAP@20, per-video worst case: PGD-AT vs plain")],
+               "comparisons": [
+                   gap_comparison(a_art, pgd_at, "worst", 0.0, "GAP@20, per-video worst case: A-ART vs PGD-AT"),
+                   gap_comparison(pgd_at, plain, "worst", 0.0, "GAP@20, per-video worst case: PGD-AT vs plain")],
                "untested": "GAP@20 needs the per-video scores (results/attack/<exp>/scores.npz)"}]
     if noreg is not None:
         n = summaries[noreg]

@@ -59,7 +59,8 @@ def foreground_beats_random(summaries: dict[str, dict], dataset: str, masked_at:
     a, b = summaries[masked_at], summaries[random_at]
     gain, text = _compare(a, b, "robust_acc", (masked_at, random_at))
     return {"claim": f"{dataset}: foreground masks beat random masks of the same area (PGD-AT, threat model A)",
-            "paper": "no number: foreground masks beat random masks (a machine-written summary; unverified)", "ours": text + _flag(a, b),
+            "paper": "no number: foreground masks beat random masks (a machine-written summary; unverified)",
+            "ours": text + _flag(a, b),
             "holds": gain > 100.0 * _tol(min(a["n"], b["n"])),
             "comparisons": [comparison(masked_at, random_at, COLUMNS["A"], 0.0, "threat A")]}
 

@@ -1,7 +1,8 @@
 """Claims of Zoran et al. (S3TA) checked against our attack summaries (spec/methods.md §1).
 
 S3TA's own table could not be read (spec/papers.md), so ``paper`` quotes the abstract and, for
-the baseline it was compared with, Xie et al.'s published ResNet-152 numbers; ``ours`` gives the measured numbers and ``holds`` says
+the baseline it was compared with, Xie et al.'s published ResNet-152 numbers; ``ours`` gives
+the measured numbers and ``holds`` says
 whether they agree. Accuracy is on the true label under random-targeted PGD, as the paper
 reports it. Differences within ``tol = max(1 pp, 2 samples)`` count as ties
 (:func:`attnrobust.metrics.claims.tolerance`).
