@@ -2,8 +2,7 @@
 
 S3TA's own table could not be read (spec/papers.md), so ``paper`` quotes the abstract and, for
 the baseline it was compared with, Xie et al.'s published ResNet-152 numbers; ``ours`` gives
-the measured numbers and ``holds`` says
-whether they agree. Accuracy is on the true label under random-targeted PGD, as the paper
+the measured numbers and ``holds`` says whether they agree. Accuracy is on the true label under random-targeted PGD, as the paper
 reports it. Differences within ``tol = max(1 pp, 2 samples)`` count as ties
 (:func:`attnrobust.metrics.claims.tolerance`).
 """
