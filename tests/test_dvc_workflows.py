@@ -156,8 +156,8 @@ def test_local_dir_copy_is_read_in_place_and_tracked_by_dvc(tmp_path):
     copy = tmp_path / "shared" / "gtsrb"
     generate_gtsrb(copy, GtsrbSynthConfig(train_per_class=2, test_per_class=1, min_size=20, max_size=28), seed=3)
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
-    repo = make_repo(tmp_path / "repo", experiments=[], params={"data": {"gtsrb": {"local_dir": str(copy)}}})
-    out = run(["dvc", "repro", "masks@gtsrb"], repo)
+    repo = make_repo(tmp_path / "repo", experiments=[])
+    out = run(["dvc", "exp", "run", "masks@gtsrb", "-S", f"data.gtsrb.local_dir={copy}"], repo)  # as README says
     assert "masks@gtsrb" in ran_stages(out)
     meta = json.loads((repo / "data" / "prepared" / "gtsrb" / "meta.json").read_text())
     assert meta["splits"] == {"test": 43, "train": 43 * 2} and meta["skipped"] == []  # the copy, all of it

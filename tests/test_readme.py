@@ -24,6 +24,8 @@ COVERED = [
     (r"dvc metrics diff .+", "test_pipeline_e2e.py::test_noop_repro_and_eps_experiment_rerun_only_attacks"),
     (r"dvc plots diff .+", "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
     (r"dvc exp run -S profile=tiny$", "test_dvc_workflows.py::test_profiles_re_run_what_they_change"),
+    (r"dvc exp run -S data\.gtsrb\.local_dir=\S+ -S data\.coco\.local_dir=\S+$",
+     "test_dvc_workflows.py::test_local_dir_copy_is_read_in_place_and_tracked_by_dvc"),
     # needs the internet and a GPU: the test resolves and strictly parses the profile instead
     (r"dvc exp run -S profile=full$", "test_profiles.py::test_full_profile_is_real_data_at_paper_like_sizes"),
     (r"git add -A && git commit .+", "test_dvc_workflows.py::test_queue_with_two_workers_matches_running_one_after_the_other"),
