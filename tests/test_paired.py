@@ -75,9 +75,12 @@ def _videos(n: int = 60, c: int = 30, seed: int = 0):
     return labels, noise
 
 
-def test_gap_comparison_bootstraps_the_same_videos_for_both_models():
+def test_gap_comparison_bootstraps_the_same_videos_for_both_models(monkeypatch):
+    from attnrobust.metrics import paired
     from attnrobust.metrics.multilabel import gap_at_k
     from attnrobust.metrics.paired import compare_gap
+
+    monkeypatch.setattr(paired, "BOOTSTRAP_GAP", 250)
 
     labels, noise = _videos()
     good = (0.6 * labels + 0.4 * noise).astype(np.float32)  # labels ranked high: GAP near 1
@@ -90,8 +93,11 @@ def test_gap_comparison_bootstraps_the_same_videos_for_both_models():
     assert compare_gap(good, bad, labels).as_dict() == result.as_dict()  # seeded
 
 
-def test_a_art_claims_are_decided_by_the_gap_bootstrap_over_videos():
+def test_a_art_claims_are_decided_by_the_gap_bootstrap_over_videos(monkeypatch):
+    from attnrobust.metrics import paired
     from attnrobust.metrics.claims import evaluate_claims
+
+    monkeypatch.setattr(paired, "BOOTSTRAP_GAP", 250)  # the verdict logic, at a quarter of the resamples
 
     labels, noise = _videos()
     ids = [f"v{i}" for i in range(len(labels))]
