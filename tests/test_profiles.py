@@ -149,3 +149,13 @@ def test_full_profile_is_real_data_at_paper_like_sizes(tmp_path):
     for pair in params["claims"]["s3ta"] or BASE["claims"]["s3ta"]:  # S3TA's comparison: the same trunk
         s3ta, baseline = params["experiments"][pair["s3ta"]], params["experiments"][pair["baseline"]]
         assert s3ta["model_args"]["width"] == baseline["model_args"]["width"]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_no_profile_moves_a_dataset_copy(name):
+    """masks@<dataset> lists data.<dataset>.local_dir as a DVC dependency, and DVC reads that path
+    from params.yaml only: a profile that set it would make the stage read one folder while DVC
+    tracks another. (Users set it in params.yaml or with `dvc exp run -S`; README: real data.)"""
+    overlay = yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text()) or {}
+    data = overlay.get("data") or {}
+    assert not [ds for ds, section in data.items() if isinstance(section, dict) and "local_dir" in section]
