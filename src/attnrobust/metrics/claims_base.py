@@ -69,8 +69,8 @@ def _outcomes(summaries: dict[str, dict], exp: str, column: str) -> tuple[list[s
 
 
 def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
-    """The paired statistics of one :func:`comparison` (or :func:`gap_comparison`) on the two
-    experiments' shared samples."""
+    """The statistics of one :func:`comparison`, :func:`gap_comparison`, :func:`auroc_comparison`
+    or :func:`ratio_comparison` on the experiments' shared samples."""
     if spec.get("statistic") == "auroc":
         found = summaries[spec["a"]].get("detector_scores")
         missing = [c for c in spec["conditions"] if found is None or f"{c}:score" not in found]

@@ -53,6 +53,18 @@ def _bootstrap_effects(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
     return diff[index].mean(axis=1)
 
 
+def _interval(boot: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap effects."""
+    return float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+
+
+def _bootstrap_p(boot: np.ndarray, threshold: float) -> float:
+    """Two-sided bootstrap p for effect == ``threshold``: the share of resamples on the other side,
+    doubled; never below one resample's share (a bootstrap p is never exactly 0)."""
+    p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
+    return max(p, 1.0 / len(boot))
+
+
 def compare(a: np.ndarray, b: np.ndarray, threshold: float = 0.0, seed: int = 0) -> Comparison:
     """Paired comparison of per-sample correctness ``a`` and ``b`` (bool, aligned by sample)."""
     a, b = np.asarray(a, bool), np.asarray(b, bool)
@@ -60,13 +72,8 @@ def compare(a: np.ndarray, b: np.ndarray, threshold: float = 0.0, seed: int = 0)
         raise ValueError(f"need two aligned, non-empty 1-D outcome vectors, got {a.shape} and {b.shape}")
     effect = float(a.mean() - b.mean())
     boot = _bootstrap_effects(a, b, seed)
-    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
-    if threshold == 0.0:
-        p = mcnemar_exact(a, b)
-    else:  # bootstrap test of effect == threshold: the share of resamples on the other side, doubled
-        p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
-        p = max(p, 1.0 / BOOTSTRAP)  # a bootstrap p is never exactly 0
-    return Comparison(effect, ci, p, len(a), threshold)
+    p = mcnemar_exact(a, b) if threshold == 0.0 else _bootstrap_p(boot, threshold)
+    return Comparison(effect, _interval(boot), p, len(a), threshold)
 
 
 BOOTSTRAP_GAP = 1000  # resamples of videos for a GAP difference (each recomputes two pooled rankings)
@@ -86,9 +93,7 @@ def compare_gap(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, 
     effect = gap_at_k(scores_a, labels, k) - gap_at_k(scores_b, labels, k)
     index = np.random.default_rng(seed).integers(0, len(labels), size=(BOOTSTRAP_GAP, len(labels)))
     boot = np.array([gap_at_k(scores_a[i], labels[i], k) - gap_at_k(scores_b[i], labels[i], k) for i in index])
-    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
-    p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
-    return Comparison(float(effect), ci, max(p, 1.0 / BOOTSTRAP_GAP), len(labels), threshold)
+    return Comparison(float(effect), _interval(boot), _bootstrap_p(boot, threshold), len(labels), threshold)
 
 
 def compare_auroc(clean_ok: np.ndarray, clean_score: np.ndarray, conditions: list[tuple[np.ndarray, np.ndarray]],
@@ -120,9 +125,7 @@ def compare_auroc(clean_ok: np.ndarray, clean_score: np.ndarray, conditions: lis
     index = np.random.default_rng(seed).integers(0, len(clean_ok), size=(BOOTSTRAP, len(clean_ok)))
     boot = np.array([mean_auroc(i) for i in index])
     boot = boot[~np.isnan(boot)]
-    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
-    p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
-    return Comparison(effect, ci, max(p, 1.0 / len(boot)), len(clean_ok), threshold)
+    return Comparison(effect, _interval(boot), _bootstrap_p(boot, threshold), len(clean_ok), threshold)
 
 
 def compare_ratio(own_a: np.ndarray, other_a: np.ndarray, own_b: np.ndarray, other_b: np.ndarray,
@@ -142,9 +145,8 @@ def compare_ratio(own_a: np.ndarray, other_a: np.ndarray, own_b: np.ndarray, oth
 
     index = np.random.default_rng(seed).integers(0, len(own_a), size=(BOOTSTRAP, len(own_a)))
     boot = effect(index)
-    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
-    p = min(1.0, 2.0 * min(float(np.mean(boot <= threshold)), float(np.mean(boot >= threshold))))
-    return Comparison(float(effect(np.arange(len(own_a)))), ci, max(p, 1.0 / BOOTSTRAP), len(own_a), threshold)
+    return Comparison(float(effect(np.arange(len(own_a)))), _interval(boot), _bootstrap_p(boot, threshold),
+                      len(own_a), threshold)
 
 
 def holm(p_values: list[float]) -> list[float]:
