@@ -79,21 +79,22 @@ def _read_columns(path: Path) -> dict[str, list[str]]:
 
 
 def compare_per_sample(a_root: Path, b_root: Path) -> dict:
-    """Per attack column (``*_correct``, ``*_hit``) of every ``results/attack/<exp>/per_sample.csv`` found
-    under both roots: how many samples' verdicts differ, per experiment, per column over all
-    experiments, and the worst (experiment, column)."""
+    """Per attack column (``*_correct``, ``*_hit``) of every ``results/attack/<exp>/s<seed>/per_sample.csv``
+    found under both roots: how many samples' verdicts differ, per run (``<exp>/s<seed>``), per column
+    over all runs, and the worst (run, column)."""
     experiments, by_column = {}, {}
-    for path in sorted(Path(a_root).glob("results/attack/*/per_sample.csv")):
+    for path in sorted(Path(a_root).glob("results/attack/*/s*/per_sample.csv")):
+        run = f"{path.parent.parent.name}/{path.parent.name}"
         other = Path(b_root) / path.relative_to(a_root)
         if not other.is_file():
             continue
         a, b = _read_columns(path), _read_columns(other)
         if a.get("id") != b.get("id"):
-            experiments[path.parent.name] = {"error": "different samples attacked"}
+            experiments[run] = {"error": "different samples attacked"}
             continue
         n = len(a["id"])
         differ = {c: sum(x != y for x, y in zip(a[c], b[c])) for c in a if c.endswith(OUTCOME_SUFFIXES) and c in b}
-        experiments[path.parent.name] = {"n": n, "differ": differ}
+        experiments[run] = {"n": n, "differ": differ}
         for column, d in differ.items():
             total = by_column.setdefault(column, {"differ": 0, "n": 0, "experiments": 0})
             total["differ"] += d
@@ -111,9 +112,9 @@ def compare_per_sample(a_root: Path, b_root: Path) -> dict:
 def _headline(root: Path) -> dict:
     """Each experiment's headline numbers from its summary.json (accuracy or, for video, GAP)."""
     out = {}
-    for path in sorted(root.glob("results/attack/*/summary.json")):
+    for path in sorted(root.glob("results/attack/*/s*/summary.json")):
         summary = json.loads(path.read_text())
-        out[path.parent.name] = {k: summary[k] for k in ("clean_acc", "pgd_acc", "robust_acc", "clean_gap",
+        out[f"{path.parent.parent.name}/{path.parent.name}"] = {k: summary[k] for k in ("clean_acc", "pgd_acc", "robust_acc", "clean_gap",
                                                          "pgd_gap", "robust_gap", "unreliable") if k in summary}
     return out
 

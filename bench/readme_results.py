@@ -33,10 +33,14 @@ def results_section() -> str:
     images = {k: v for k, v in robustness.items() if "clean_acc" in v}
     videos = {k: v for k, v in robustness.items() if "clean_gap" in v}
     n_images, n_videos = ({v["n"] for v in group.values()} for group in (images, videos))
+    seeds = sorted({v.get("seeds", 1) for v in robustness.values()})
+    seeds_text = "one training seed" if seeds == [1] else f"{'/'.join(map(str, seeds))} training seeds per experiment"
     out = [BEGIN, "",
-           f"Synthetic data, `attack.eps: {next(iter(robustness.values()))['eps']}`, one training seed, "
-           f"{'/'.join(map(str, sorted(n_images)))} attacked test images ({'/'.join(map(str, sorted(n_videos)))} "
-           "videos). Produced by (`metrics/env.json`): training "
+           f"Synthetic data, `attack.eps: {next(iter(robustness.values()))['eps']}`, {seeds_text}, "
+           f"{'/'.join(map(str, sorted(n_images)))} attacked test images per seed "
+           f"({'/'.join(map(str, sorted(n_videos)))} videos), the same for every seed and experiment; every number "
+           "is the mean over the seeds, and ± is the seed-to-seed standard deviation. Produced by "
+           "(`metrics/env.json`): training "
            f"{describe(env['training'])}; evaluation {describe(env['evaluation'])}; commit "
            f"{env['evaluation'].get('git_commit')}. \"robust\" is the per-sample worst case over every attack "
            "within the budget, AutoAttack's APGD-CE and APGD-T included; \"ours only\" is the same worst case "
@@ -44,12 +48,14 @@ def results_section() -> str:
            "| experiment | clean | FGSM | PGD | random-targeted PGD (true label) | ours only | robust (worst case) "
            "| flag |",
            "|---|---|---|---|---|---|---|---|"]
-    out += [_row([k, v["clean_acc"], v["fgsm_acc"], v["pgd_acc"], v["pgd_targeted_acc"],
-                  v.get("pgd_suite_acc", "n/a"), v["robust_acc"],
+    sd = lambda v, k: f"{v[k]:.3f} ± {v[k + '_seed_sd']:.3f}" if f"{k}_seed_sd" in v else v[k]  # noqa: E731
+    out += [_row([k, sd(v, "clean_acc"), v["fgsm_acc"], v["pgd_acc"], v["pgd_targeted_acc"],
+                  v.get("pgd_suite_acc", "n/a"), sd(v, "robust_acc"),
                   "unreliable: " + v["failed_checks"] if v["unreliable"] else ""]) for k, v in sorted(images.items())]
     out += ["", "| video experiment (GAP@20) | clean | FGSM | PGD (BCE) | PGD (margin) | robust |",
             "|---|---|---|---|---|---|"]
-    out += [_row([k, v["clean_gap"], v["fgsm_gap"], v["pgd_gap"], v.get("pgd_margin_gap", "n/a"), v["robust_gap"]])
+    out += [_row([k, sd(v, "clean_gap"), v["fgsm_gap"], v["pgd_gap"], v.get("pgd_margin_gap", "n/a"),
+                  sd(v, "robust_gap")])
             for k, v in sorted(videos.items())]
     out += ["", "| detector | clean acc (accepted) | AUROC PGD / adaptive | attack success PGD / adaptive | "
                 "corruptions mean AUROC |", "|---|---|---|---|---|"]
@@ -61,13 +67,16 @@ def results_section() -> str:
     counts = {w: sum(c["verdict"] == w for c in claims.values()) for w in ("holds", "contradicted", "inconclusive")}
     out += ["", f"Claims ({len(claims)}; `metrics/claims.json`, the report's table): {counts['holds']} hold, "
                 f"{counts['contradicted']} are contradicted, {counts['inconclusive']} are inconclusive.", "",
-            "| claim | effect [95% CI], n | Holm p | verdict |", "|---|---|---|---|"]
+            "| claim | effect [95% CI], n x seeds (per-seed effects) | Holm p | verdict |", "|---|---|---|---|"]
     pretty = lambda p: "< 1e-6" if p < 1e-6 else f"{p:.3g}"  # noqa: E731
     for key, c in claims.items():
         if c["tests"]:
             t = c["tests"][0]
             more = f" (+{len(c['tests']) - 1} more)" if len(c["tests"]) > 1 else ""
-            effect = f"{t['label']}: {t['effect']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}], {t['n']}{more}"
+            per_seed = t.get("seed_effects") or []
+            spread = f" x {len(per_seed)} ({', '.join(f'{e:+.2f}' for e in per_seed)})" if len(per_seed) > 1 else ""
+            effect = (f"{t['label']}: {t['effect']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}], "
+                      f"{t['n']}{spread}{more}")
             p = pretty(c["p_holm"])
         else:
             effect, p = "untested: " + c["untested"], "-"

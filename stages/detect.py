@@ -1,4 +1,6 @@
-"""Stage detect@<name>: attack the teacher (plainly and adaptively), corrupt the inputs, score the detector."""
+"""Stage detect@<name>: attack the teacher (plainly and adaptively), corrupt the inputs, score the detector;
+once per training seed of the teacher (`train.seeds`): results/detect/<name>/s<seed>/."""
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -7,7 +9,8 @@ import typer
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import load_section
-from attnrobust.detect.config import load_spec
+from attnrobust.detect.config import load_seeds, load_spec
+from attnrobust.io import replace_dir
 from attnrobust.detect.evaluate import evaluate_detector
 from attnrobust.provenance import write as write_provenance
 from attnrobust.runtime import resolve_device
@@ -18,21 +21,29 @@ app = make_app()
 @app.command()
 def main(
     detector: Annotated[str, typer.Option(help="Key under `detectors` in params.yaml.")],
-    teacher: Annotated[Path, typer.Option(help="Model dir of the frozen classifier, from train@<teacher>.")],
-    model: Annotated[Path, typer.Option(help="Detector dir from detector@<detector>.")],
+    teacher: Annotated[Path, typer.Option(help="models/<teacher>: one s<seed>/ per train.seeds.")],
+    model: Annotated[Path, typer.Option(help="Detector dir from detector@<detector> (one s<seed>/ per seed).")],
     prepared: Annotated[Path, typer.Option(help="Prepared dataset dir (its test split is evaluated).")],
-    out: Annotated[Path, typer.Option(help="Output dir: summary.json + roc.csv.")],
+    out: Annotated[Path, typer.Option(help="Output dir: s<seed>/ with summary.json, roc.csv, per_sample.npz.")],
     params: Annotated[Path, typer.Option(help="Params file.")] = Path("params.yaml"),
 ) -> None:
     """ROC-AUC and TPR at 5% FPR per attack, eps, corruption and severity, plus the adaptive attack."""
-    spec = load_spec(params, detector)
+    spec, seeds = load_spec(params, detector), load_seeds(params)
     cfg = load_section(params, "attack", AttackConfig)
-    s = evaluate_detector(detector, spec, teacher, model, prepared, out, cfg)
-    write_provenance(out, resolve_device(cfg.device), "fp32", upstream=model)  # detect@ attacks in fp32 (attack.precision: not yet)
+    with replace_dir(out) as staging:  # every seed rewritten, or none
+        for seed in seeds:
+            s = evaluate_detector(detector, dataclasses.replace(spec, seed=spec.seed + seed), teacher / f"s{seed}",
+                                  model / f"s{seed}", prepared, staging / f"s{seed}", cfg)
+            write_provenance(staging / f"s{seed}", resolve_device(cfg.device), "fp32",  # detect@ attacks in fp32
+                             upstream=model / f"s{seed}")
+            _echo(detector, seed, cfg, s)
+
+
+def _echo(detector: str, seed: int, cfg: AttackConfig, s: dict) -> None:
     fmt = lambda v: "undefined" if v is None else f"{v:.3f}"  # noqa: E731  (no positives: no AUROC)
     pgd, adaptive = s["attacks"]["pgd"][str(cfg.eps)], s["adaptive"]
     flag = " (UNRELIABLE: see sanity)" if s["unreliable"] else ""
-    typer.echo(f"detect@{detector}: AUROC vs PGD at eps {cfg.eps} {fmt(pgd['auroc'])}, adaptive "
+    typer.echo(f"detect@{detector} (teacher seed {seed}): AUROC vs PGD at eps {cfg.eps} {fmt(pgd['auroc'])}, adaptive "
                f"{fmt(adaptive['auroc'])}; attack success (misclassified and accepted) {fmt(pgd['success'])} vs "
                f"adaptive {fmt(adaptive['success'])}{flag}")
 

@@ -88,9 +88,33 @@ def test_experiment_train_overrides_are_strict(tmp_path):
 
     exp = parse_experiment("e", {"dataset": "gtsrb", "method": "standard", "model": "cnn", "train": {"epocs": 3}},
                            "p: e")
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, weight_decay=0.0, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, weight_decay=0.0, seeds=[0])
     with pytest.raises(UserError, match="experiments.e.train: unknown key.*epocs"):
         train_experiment(exp, cfg, tmp_path, tmp_path / "o", tmp_path / "l")
+
+
+def test_a_run_has_one_of_the_shared_seeds():
+    from attnrobust.training import TrainConfig, experiment_config
+
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, weight_decay=0.0, seeds=[0, 1, 2])
+    exp = parse_experiment("e", {"dataset": "gtsrb", "method": "standard", "model": "cnn"}, "p: e")
+    assert experiment_config(exp, cfg, 2).seed == 2 and experiment_config(exp, cfg).seed == 0  # default: the first
+    with pytest.raises(UserError, match=r"seed 5 is not in train.seeds \[0, 1, 2\]"):
+        experiment_config(exp, cfg, 5)
+    own = parse_experiment("e", {"dataset": "gtsrb", "method": "standard", "model": "cnn", "train": {"seeds": [7]}},
+                           "p: e")
+    with pytest.raises(UserError, match="experiments.e.train.seeds: seeds are shared"):
+        experiment_config(own, cfg, 0)
+    with pytest.raises(ValueError, match="a training run has one seed"):
+        cfg.seed  # noqa: B018  (the shared config has three)
+    with pytest.raises(UserError, match="distinct seeds"):
+        build(TrainConfig, {**_train(), "seeds": [1, 1]}, "p: train")
+
+
+def _train() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
 
 
 # Every params section, with the dataclass that reads it (a missing key must be an error there).

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 STANDARD = {"dataset": "gtsrb", "method": "standard", "model": "cnn", "model_args": {"width": 4}}
-CFG = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cuda", threads=1)
+CFG = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cuda", threads=1)
 BF16_SAMPLES = 4  # verdicts bf16 may flip on 64-96 samples (tests/test_precision.py, CPU autocast)
 HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "robust_acc")
 

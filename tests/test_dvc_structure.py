@@ -48,11 +48,19 @@ def test_every_listed_param_exists(stages):
             _get(params, key)  # KeyError names the missing key
 
 
+TRAIN_KEYS = ["train.epochs", "train.batch_size", "train.lr", "train.weight_decay", "train.device", "train.threads",
+              "train.nproc", "train.precision"]
+
+
 def test_params_are_scoped(stages):
-    experiments = yaml.safe_load(PARAMS.read_text())["experiments"]
-    for exp in experiments:
-        assert sorted(stages[f"train@{exp}"]["params"]) == sorted(["profile", f"experiments.{exp}", "train"])
-        assert stages[f"attack@{exp}"]["params"] == ["profile", "attack"]
+    params = yaml.safe_load(PARAMS.read_text())
+    for exp in params["experiments"]:
+        for seed in params["train"]["seeds"]:
+            assert sorted(stages[f"train@{exp}-{seed}"]["params"]) == sorted(["profile", f"experiments.{exp}",
+                                                                              *TRAIN_KEYS])
+            assert stages[f"attack@{exp}-{seed}"]["params"] == ["profile", f"experiments.{exp}.dataset", "attack"]
+            assert stages[f"train@{exp}-{seed}"]["outs"] == [f"models/{exp}/s{seed}", f"dvclive/train/{exp}/s{seed}"]
+    assert sorted(params["train"]) == sorted([k.split(".")[1] for k in TRAIN_KEYS] + ["seeds"])  # seeds: no train dep
     for name, stage in stages.items():
         assert not name.startswith(("fetch", "masks", "train")) or "attack" not in stage["params"]
         assert "params.yaml" not in stage["params"]
@@ -61,7 +69,7 @@ def test_params_are_scoped(stages):
 # stage -> the sections of the selected profile it reads (the profile overlays params.yaml)
 PROFILE_SECTIONS = {"fetch": ["data"], "masks": ["masks"], "features": ["features", "data"],
                     "train": ["experiments", "train"], "attack": ["attack"], "detector": ["detectors", "train"],
-                    "detect": ["detectors", "attack"], "metrics": ["experiments", "detectors", "claims"],
+                    "detect": ["detectors", "attack"], "metrics": ["experiments", "detectors", "claims"],  # and train.seeds, from params.yaml
                     "report": ["data", "experiments", "train"]}
 
 

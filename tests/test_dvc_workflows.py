@@ -27,9 +27,9 @@ from tiny import commit, make_repo, output_files, ran_stages, run, tool_env
 pytestmark = pytest.mark.slow
 EXPERIMENTS = ["gtsrb_standard", "gtsrb_pgd_at"]
 DETECTORS = ["gtsrb_iqa_kd"]  # kept by make_repo: its teacher, gtsrb_standard, is one of EXPERIMENTS
-PIPELINE = {"fetch@gtsrb", "masks@gtsrb", *(f"{s}@{e}" for s in ("train", "attack") for e in EXPERIMENTS),
+PIPELINE = {"fetch@gtsrb", "masks@gtsrb", *(f"{s}@{e}-0" for s in ("train", "attack") for e in EXPERIMENTS),
             *(f"{s}@{d}" for s in ("detector", "detect") for d in DETECTORS), "metrics"}
-ATTACKS = {*(f"attack@{e}" for e in EXPERIMENTS), *(f"detect@{d}" for d in DETECTORS), "metrics"}
+ATTACKS = {*(f"attack@{e}-0" for e in EXPERIMENTS), *(f"detect@{d}" for d in DETECTORS), "metrics"}
 METRICS = ("metrics/robustness.json", "metrics/detection.json", "metrics/claims.json", "metrics/verdicts.json")
 
 
@@ -125,6 +125,19 @@ def test_queue_with_two_workers_matches_running_one_after_the_other(repos):
     for eps in (2, 4):
         assert queued[eps] == sequential[eps], f"eps {eps}: queued and sequential metrics differ"
         assert {row["eps"] for row in json.loads(queued[eps]).values()} == {eps}
+
+
+def test_adding_a_seed_trains_only_the_new_seed_and_the_claims_pool_both(repos):
+    a, _ = repos
+    ran = ran_stages(run(["dvc", "exp", "run", "metrics", "-S", "train.seeds=[0,1]"], a))
+    assert ran == {*(f"{s}@{e}-1" for s in ("train", "attack") for e in EXPERIMENTS),
+                   *(f"{s}@{d}" for s in ("detector", "detect") for d in DETECTORS), "metrics"}
+    metrics = json.loads((a / METRICS[0]).read_text())
+    assert {row["seeds"] for row in metrics.values()} == {2} and all("robust_acc_seed_sd" in r for r in metrics.values())
+    claims = json.loads((a / "metrics" / "claims.json").read_text())
+    tests = [t for c in claims.values() for t in c["tests"]]
+    assert tests and all(t["seeds"] == 2 and len(t["seed_effects"]) == 2 for t in tests)
+    assert (a / "results" / "detect" / DETECTORS[0] / "s1" / "per_sample.npz").is_file()
 
 
 def test_profiles_re_run_what_they_change(repos):

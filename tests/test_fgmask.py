@@ -132,7 +132,7 @@ def test_task_for_picks_the_input_and_refuses_mismatches():
 
 def test_fgmask_trains_and_reports_both_threat_models(prepared_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive inspects the git repo around the cwd
-    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu", threads=1)
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu", threads=1)
     exp = _exp(adversarial=True, train_eps=8, train_steps=2, train_step_size=4.0)
     result = train_experiment(exp, cfg, prepared_dir, tmp_path / "m", tmp_path / "live")
     assert result["clean_acc"] > 0.5  # the class is the colour of the (masked-in) central square

@@ -111,15 +111,15 @@ def _per_sample(path, rows):
 def test_per_sample_agreement_per_column_and_the_worst_disagreement(tmp_path):
     a, b = tmp_path / "fp32", tmp_path / "bf16"
     header = ["id", "label", "clean_correct", "pgd_correct"]
-    _per_sample(a / "results/attack/img", [header, ["i0", 3, 1, 1], ["i1", 4, 1, 0], ["i2", 5, 1, 1], ["i3", 6, 0, 0]])
-    _per_sample(b / "results/attack/img", [header, ["i0", 3, 1, 0], ["i1", 4, 1, 0], ["i2", 5, 1, 1], ["i3", 6, 0, 0]])
+    _per_sample(a / "results/attack/img/s0", [header, ["i0", 3, 1, 1], ["i1", 4, 1, 0], ["i2", 5, 1, 1], ["i3", 6, 0, 0]])
+    _per_sample(b / "results/attack/img/s0", [header, ["i0", 3, 1, 0], ["i1", 4, 1, 0], ["i2", 5, 1, 1], ["i3", 6, 0, 0]])
     video = ["id", "num_labels", "clean_hit", "pgd_hit"]  # video's outcomes are top-1 hits
-    _per_sample(a / "results/attack/clip", [video, ["v0", 2, 1, 1], ["v1", 3, 1, 1]])
-    _per_sample(b / "results/attack/clip", [video, ["v0", 2, 0, 0], ["v1", 3, 1, 1]])
-    _per_sample(a / "results/attack/only_fp32", [header, ["i0", 1, 1, 1]])  # the bf16 run never got there
+    _per_sample(a / "results/attack/clip/s0", [video, ["v0", 2, 1, 1], ["v1", 3, 1, 1]])
+    _per_sample(b / "results/attack/clip/s0", [video, ["v0", 2, 0, 0], ["v1", 3, 1, 1]])
+    _per_sample(a / "results/attack/only_fp32/s0", [header, ["i0", 1, 1, 1]])  # the bf16 run never got there
     out = _driver().compare_per_sample(a, b)
-    assert set(out["experiments"]) == {"img", "clip"}
-    assert out["experiments"]["img"] == {"n": 4, "differ": {"clean_correct": 0, "pgd_correct": 1}}
+    assert set(out["experiments"]) == {"img/s0", "clip/s0"}
+    assert out["experiments"]["img/s0"] == {"n": 4, "differ": {"clean_correct": 0, "pgd_correct": 1}}
     assert out["columns"]["pgd_correct"] == {"differ": 1, "n": 4, "experiments": 1, "agreement": 0.75}
     assert out["columns"]["clean_correct"]["agreement"] == 1.0 and "label" not in out["columns"]
-    assert out["worst"]["experiment"] == "clip" and out["worst"]["differ"] == 1 and out["worst"]["agreement"] == 0.5
+    assert out["worst"]["experiment"] == "clip/s0" and out["worst"]["differ"] == 1 and out["worst"]["agreement"] == 0.5

@@ -233,13 +233,13 @@ def tiny(tmp_path_factory):
     try:
         exp = parse_experiment("tiny", {"dataset": "gtsrb", "method": "standard", "model": "cnn",
                                         "model_args": {"width": 8}}, "test")
-        train_experiment(exp, TrainConfig(epochs=4, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu",
-                                          threads=1), prepared, root / "models" / "tiny", root / "live")
+        train_experiment(exp, TrainConfig(epochs=4, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu",
+                                          threads=1), prepared, root / "models" / "tiny" / "s0", root / "live")
     finally:
         os.chdir(cwd)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.pop("profile", None)  # no profiles/ folder here: params.yaml as it is
-    params["train"] = {**params["train"], "device": "cpu", "threads": 1}
+    params["train"] = {**params["train"], "device": "cpu", "threads": 1, "seeds": [0]}  # one teacher seed: s0/
     params["attack"] = {**params["attack"], "n_samples": 24, "steps": 3, "eps_sweep": [4], "device": "cpu"}
     params["detectors"] = {"tiny_iqa": DETECTOR}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -269,8 +269,8 @@ def test_student_matches_the_teacher_on_clean_data(tiny):
     from attnrobust.data.prepared import load_prepared
     from attnrobust.detect.distill import agreement
 
-    info = json.loads((tiny / "det" / "detector.json").read_text())
-    teacher, student = load_model(tiny / "models" / "tiny"), load_model(tiny / "det" / "student.pt")
+    info = json.loads((tiny / "det" / "s0" / "detector.json").read_text())
+    teacher, student = load_model(tiny / "models" / "tiny" / "s0"), load_model(tiny / "det" / "s0" / "student.pt")
     x, y, _ = load_prepared(tiny / "prepared", "test")
     assert agreement(teacher, student, x, "cpu") >= 0.9  # the stated bar: 90% top-1 agreement on unseen images
     assert info["student_agreement_heldout"] >= 0.9
@@ -278,19 +278,19 @@ def test_student_matches_the_teacher_on_clean_data(tiny):
 
 
 def test_detector_stage_fits_on_clean_vs_degraded_deterministically(tiny):
-    info = json.loads((tiny / "det" / "detector.json").read_text())
+    info = json.loads((tiny / "det" / "s0" / "detector.json").read_text())
     assert info["n_negative"] == 27 and info["n_positive"] == 54  # 30% of 90 held out, 2 degraded copies each
     assert info["train_auroc"] > 0.9
     assert set(info["weights"]) == set(nss.FEATURE_NAMES) | {"kd_log_kl", "teacher_max_logp", "student_max_logp",
                                                              "student_logp_teacher_top1"}
     _ok(_build(tiny, "det_again"))
     for name in ("student.pt", "detector.pt", "detector.json"):
-        assert (tiny / "det" / name).read_bytes() == (tiny / "det_again" / name).read_bytes(), name
+        assert (tiny / "det" / "s0" / name).read_bytes() == (tiny / "det_again" / "s0" / name).read_bytes(), name
 
 
 def test_detect_stage_reports_every_condition_and_is_deterministic(tiny):
     _ok(_detect(tiny, "res"))
-    s = json.loads((tiny / "res" / "summary.json").read_text())
+    s = json.loads((tiny / "res" / "s0" / "summary.json").read_text())
     assert s["n"] == 24 and s["eps"] == 8 and set(s["attacks"]) == {"fgsm", "pgd", "pgd_targeted", "pgd_full"}
     assert set(s["attacks"]["pgd_full"]) == {"8"}
     assert s["attacks"]["pgd"]["8"]["n_positive"] > 0 and s["attacks"]["pgd"]["8"]["auroc"] is not None
@@ -301,20 +301,20 @@ def test_detect_stage_reports_every_condition_and_is_deterministic(tiny):
     assert s["clean"]["accepted"] >= 0.95 - 1e-9  # the threshold rejects at most 5% of clean inputs
     assert s["adaptive"]["success"] >= s["attacks"]["pgd"]["8"]["success"] - 0.1  # never much weaker
     assert set(s["sanity"]) == {"adaptive_no_weaker", "detector_gradients_nonzero", "deterministic"}
-    with open(tiny / "res" / "roc.csv", newline="") as f:
+    with open(tiny / "res" / "s0" / "roc.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["attack", "fpr", "tpr"]
     assert {r["attack"] for r in rows} == {"fgsm@8", "pgd@8", "pgd_targeted@8", "pgd_full@8", "adaptive@8",
                                            "gaussian_noise@0.05",
                                            "gaussian_noise@0.15", "gaussian_blur@1", "jpeg@15"}
     _ok(_detect(tiny, "res_again"))
-    again = json.loads((tiny / "res_again" / "summary.json").read_text())
+    again = json.loads((tiny / "res_again" / "s0" / "summary.json").read_text())
     assert s == again  # byte-identical: no wall-clock time in the outputs
     # the tables the metrics stage writes from it
-    headline = detection_headline(read_detect_summaries(tiny, ["res"]))
+    headline = detection_headline(read_detect_summaries(tiny, ["res"], [0]))
     assert headline["res"]["pgd_auroc"] == (None if s["attacks"]["pgd"]["8"]["auroc"] is None
                                             else round(s["attacks"]["pgd"]["8"]["auroc"], 4))
-    write_roc(tiny / "plots" / "roc.csv", tiny, ["res"])
+    write_roc(tiny / "plots" / "roc.csv", tiny, ["res"], 0)
     assert (tiny / "plots" / "roc.csv").read_text().startswith("curve,fpr,tpr\nres/fgsm@8,0.0000,0.0000")
 
 
@@ -338,10 +338,11 @@ def test_missing_or_foreign_teacher_is_a_clear_error(tiny):
     assert result.exit_code != 0 and "checkpoint not found" in str(result.exception)
     from attnrobust.checkpoint import read_checkpoint
 
-    ckpt = read_checkpoint(tiny / "models" / "tiny")
+    ckpt = read_checkpoint(tiny / "models" / "tiny" / "s0")
     ckpt["meta"]["dataset"] = "coco"
-    (tiny / "models" / "coco_teacher").mkdir()
-    torch.save({**ckpt, "meta": {**ckpt["meta"], "experiment": "tiny"}}, tiny / "models" / "coco_teacher" / "model.pt")
+    (tiny / "models" / "coco_teacher" / "s0").mkdir(parents=True)
+    torch.save({**ckpt, "meta": {**ckpt["meta"], "experiment": "tiny"}},
+               tiny / "models" / "coco_teacher" / "s0" / "model.pt")
     result = _build(tiny, "nope", teacher="coco_teacher")
     assert isinstance(result.exception, UserError)
     assert "trained on 'coco'" in str(result.exception) and "gtsrb" in str(result.exception)

@@ -24,7 +24,7 @@ from conftest import write_separable_dataset
 CPU = torch.device("cpu")
 HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "robust_acc")
 TOLERANCE_SAMPLES = 4  # bf16 may flip samples that sit on a decision boundary, not the picture
-CFG = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu", threads=1)
+CFG = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu", threads=1)
 
 
 def test_auto_is_fp32_on_cpu_and_bf16_only_when_asked():

@@ -68,6 +68,9 @@ def test_overlay_values_win_and_the_rest_comes_from_params(tmp_path):
     ({**SECTIONS, "experiments": {"gtsrb_new": {"dataset": "gtsrb"}}}, "gtsrb_new not in params.yaml"),
     ({**SECTIONS, "experiments": {"gtsrb_standard": {"dataset": "coco"}}}, "cannot change an experiment's dataset"),
     ({**SECTIONS, "experiments": {"gtsrb_standard": None}}, "experiments.gtsrb_standard: expected a mapping"),
+    # keys dvc.yaml interpolates are read from params.yaml only: a profile setting them is refused at run time
+    ({**SECTIONS, "train": {"seeds": [0]}}, "train.seeds: DVC reads this key from params.yaml only"),
+    ({**SECTIONS, "data": {"gtsrb": {"local_dir": "/data/gtsrb"}}}, "data.gtsrb.local_dir: DVC reads this key"),
     ([1, 2], "expected a mapping at the top level"),
 ])
 def test_bad_overlay_is_refused_naming_the_file(tmp_path, overlay, needle):

@@ -212,7 +212,7 @@ def trained_protoattn(prepared_dir, tmp_path, monkeypatch):
     exp = parse_experiment("pa", {"dataset": "gtsrb", "method": "protoattn", "model": "protoattn",
                                   "model_args": TINY, "warm_epochs": 1, "last_layer_epochs": 1, "lambda_c": 1.0},
                            "test")
-    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu", threads=1)
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu", threads=1)
     return exp, cfg
 
 
@@ -328,7 +328,7 @@ def test_single_head_models_get_the_head_attacks_only_when_listed_as_baselines(p
     monkeypatch.chdir(tmp_path)  # dvclive inspects the git repo around the cwd
     exp = parse_experiment("base", {"dataset": "gtsrb", "method": "standard", "model": "cnn",
                                     "model_args": {"width": 4}}, "test")
-    train_experiment(exp, TrainConfig(epochs=1, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu",
+    train_experiment(exp, TrainConfig(epochs=1, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu",
                                       threads=1), prepared_dir, tmp_path / "m", tmp_path / "live")
     off = evaluate_checkpoint("base", tmp_path / "m", prepared_dir, tmp_path / "off", _attack_cfg())
     on = evaluate_checkpoint("base", tmp_path / "m", prepared_dir, tmp_path / "on", _attack_cfg(head_baselines=["base"]))

@@ -16,12 +16,14 @@ README = (ROOT / "README.md").read_text()
 COVERED = [
     (r"make run$", "test_readme.py::test_make_targets_run_the_documented_commands"),
     (r"make test$", "test_readme.py::test_make_targets_run_the_documented_commands"),
-    (r"dvc repro train@\w+$", "test_dvc_workflows.py::test_two_runs_from_scratch_give_byte_identical_metrics"),
-    (r"dvc exp run -S attack\.eps=\d+$", "test_pipeline_e2e.py::test_noop_repro_and_eps_experiment_rerun_only_attacks"),
+    (r"dvc repro train@\w+-\d+$", "test_dvc_workflows.py::test_two_runs_from_scratch_give_byte_identical_metrics"),
+    (r"dvc exp run -S attack\.eps=\d+$", "test_dvc_workflows.py::test_queue_with_two_workers_matches_running_one_after_the_other"),
+    (r"dvc exp run -S 'train\.seeds=\[[\d,]+\]'$",
+     "test_dvc_workflows.py::test_adding_a_seed_trains_only_the_new_seed_and_the_claims_pool_both"),
     (r"dvc exp run -S experiments\.\w+\.train_eps=\d+$",
      "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
     (r"dvc exp show$", "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
-    (r"dvc metrics diff .+", "test_pipeline_e2e.py::test_noop_repro_and_eps_experiment_rerun_only_attacks"),
+    (r"dvc metrics diff .+", "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
     (r"dvc plots diff .+", "test_pipeline_e2e.py::test_experiment_param_retrains_only_that_experiment_and_the_tools_show_it"),
     (r"dvc exp run -S profile=tiny$", "test_dvc_workflows.py::test_profiles_re_run_what_they_change"),
     (r"dvc exp run -S data\.gtsrb\.local_dir=\S+ -S data\.coco\.local_dir=\S+$",
@@ -97,7 +99,7 @@ def test_make_targets_run_the_documented_commands():
 @pytest.fixture
 def api_workspace(tmp_path, monkeypatch):
     """The paths the README's API block names, on tiny data: data/prepared/gtsrb (43 classes, as the
-    block's `num_classes=43` says) and a one-epoch models/gtsrb_pgd_at."""
+    block's `num_classes=43` says) and a one-epoch models/gtsrb_pgd_at/s0."""
     from attnrobust.data.prepared import PreparedSplit, write_prepared
     from attnrobust.experiment import parse_experiment
     from attnrobust.training import TrainConfig, train_experiment
@@ -116,8 +118,8 @@ def api_workspace(tmp_path, monkeypatch):
                    classes=[str(c) for c in range(43)], shard_size=64)
     exp = parse_experiment("gtsrb_pgd_at", {"dataset": "gtsrb", "method": "pgd_at", "model": "cnn",
                                             "model_args": {"width": 4}, "train_steps": 1}, "test")
-    train_experiment(exp, TrainConfig(epochs=1, batch_size=43, lr=0.01, weight_decay=0.0, seed=0, device="cpu",
-                                      threads=1), prepared, tmp_path / "models" / "gtsrb_pgd_at", tmp_path / "live")
+    train_experiment(exp, TrainConfig(epochs=1, batch_size=43, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu",
+                                      threads=1), prepared, tmp_path / "models" / "gtsrb_pgd_at" / "s0", tmp_path / "live")
     return tmp_path
 
 

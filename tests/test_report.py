@@ -56,7 +56,7 @@ def _video_summary() -> dict:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A repository-shaped folder: params.yaml, metrics/ (written by the real metrics code) and
-    results/attack/<exp>/ with summaries, and for S3TA attention.npz and examples.npz from the real producers."""
+    results/attack/<exp>/s0/ with summaries, and for S3TA attention.npz and examples.npz from the real producers."""
     root = tmp_path_factory.mktemp("ws")
     experiments = {"gtsrb_base": {"dataset": "gtsrb", "method": "pgd_at", "model": "cnn"},
                    "gtsrb_s3ta": {"dataset": "gtsrb", "method": "pgd_at", "model": "s3ta"},
@@ -73,7 +73,7 @@ def workspace(tmp_path_factory):
     write_race(metrics / "plots" / "race.csv", summaries)
     (metrics / "plots" / "roc.csv").write_text("curve,fpr,tpr\ndet/pgd@8,0,0\ndet/pgd@8,0.1,0.6\ndet/pgd@8,1,1\n"
                                                "det/noise@0.1,0,0\ndet/noise@0.1,1,1\n")
-    write_json(root / "results" / "detect" / "det" / "summary.json", {
+    write_json(root / "results" / "detect" / "det" / "s0" / "summary.json", {
         "eps": 8, "n": 20, "clean": {"acc": 0.9, "accepted_acc": 0.92, "student_agreement": 0.8},
         "attacks": {"pgd": {"8": {"auroc": 0.875, "tpr_at_5fpr": 0.5, "success": 0.1}}},
         "adaptive": {"auroc": 0.625, "tpr_at_5fpr": 0.2, "success": 0.4},
@@ -83,8 +83,8 @@ def workspace(tmp_path_factory):
     model = build_model("s3ta", **KW, width=4, key_dim=4, value_dim=4, hidden=8, glances=2).eval()
     x, y = torch.rand(6, 3, 16, 16), torch.arange(6) % 5
     for exp, s in summaries.items():
-        write_json(root / "results" / "attack" / exp / "summary.json", s)
-    folder = root / "results" / "attack" / "gtsrb_s3ta"
+        write_json(root / "results" / "attack" / exp / "s0" / "summary.json", s)  # train.seeds absent: [0]
+    folder = root / "results" / "attack" / "gtsrb_s3ta" / "s0"
     save_npz(folder / "examples.npz", **adversarial_examples(model, x, y, CFG, num_classes=5, device="cpu",
                                                              classes=list("abcde")))
     save_npz(folder / "attention.npz", **attention_examples(model, x[:3], y[:3], (y[:3] + 1) % 5, CFG, device="cpu"))
@@ -148,7 +148,7 @@ def test_missing_inputs_give_sections_that_say_so(workspace, tmp_path):
                    "no S3TA experiment", "`metrics/plots/roc.csv` not found", "detector results (`",
                    "no `results/attack/<exp>/examples.npz`"):
         assert needle in text, needle
-    assert "## Inputs not found" in text and "gtsrb_gone/summary.json" in text
+    assert "## Inputs not found" in text and "gtsrb_gone/s0/summary.json" in text
     assert not list((tmp_path / "reports" / "figures").iterdir())
 
 

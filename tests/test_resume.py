@@ -31,7 +31,7 @@ from attnrobust.training import TrainConfig, train_experiment
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
-TRAIN = {"epochs": 3, "batch_size": 16, "lr": 0.01, "weight_decay": 0.0, "seed": 0, "device": "cpu", "threads": 1,
+TRAIN = {"epochs": 3, "batch_size": 16, "lr": 0.01, "weight_decay": 0.0, "seeds": [0], "device": "cpu", "threads": 1,
          "precision": "auto", "nproc": 1}
 EXPERIMENT = {"dataset": "gtsrb", "method": "pgd_at", "model": "cnn", "model_args": {"width": 4}, "train_eps": 8,
               "train_steps": 2, "train_step_size": 4.0}

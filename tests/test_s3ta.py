@@ -153,6 +153,7 @@ def test_race_at_zero_budget_is_clean_accuracy_per_glances():
             clean = float((model(x).argmax(1) == y).float().mean())
         assert row == [pytest.approx(clean, abs=1e-4)] * 2
     assert race["transfer_acc"] == race["worst_acc"] == race["acc"]  # eps 0: every attack is the clean input
+    assert [[float(np.mean(c)) for c in row] for row in race["worst_correct"]] == race["worst_acc"]  # per sample
     assert model.glances == 2
     assert attention["attention_clean"].shape == (3, 2, 2, 8, 8)  # (k, trained glances, heads, h, w)
     assert np.allclose(attention["attention_adv"].sum(axis=(-2, -1)), 1, atol=1e-5)
@@ -226,7 +227,7 @@ def test_trained_s3ta_is_evaluated_with_race_and_attention_maps(prepared_dir, tm
                                     "train_target": "random",
                                     "model_args": {"width": 4, "hidden": 16, "key_dim": 4, "value_dim": 4,
                                                    "glances": 2}}, "test")
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu", threads=1)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu", threads=1)
     train_experiment(exp, cfg, prepared_dir, tmp_path / "m", tmp_path / "live")
     assert load_model(tmp_path / "m").glances == 2
     summary = evaluate_checkpoint("s3ta", tmp_path / "m", prepared_dir, tmp_path / "out", _cfg())
@@ -234,3 +235,27 @@ def test_trained_s3ta_is_evaluated_with_race_and_attention_maps(prepared_dir, tm
     with np.load(tmp_path / "out" / "attention.npz") as npz:
         assert npz["attention_clean"].shape == (3, 2, 2, 4, 4)  # 16 px inputs: 4x4 maps
         assert int(npz["glances"]) == 2
+
+
+def _race_summary(rng, p_lo: float, p_hi: float, n: int = 80) -> dict:
+    correct = [[(rng.random(n) < p).astype(int).tolist() for _ in (10, 50)] for p in (p_lo, p_hi)]
+    acc = [[float(np.mean(c)) for c in row] for row in correct]
+    return {"race": {"n": n, "glances": [1, 4], "steps": [10, 50], "trained_glances": 4, "acc": acc,
+                     "transfer_acc": acc, "worst_acc": acc, "worst_correct": correct}}
+
+
+def test_race_trend_claim_is_a_paired_test_over_seeds():
+    """More glances, more robust at every attack strength: the most glances against the fewest on
+    the race's samples, McNemar stratified by seed, required at each attack strength."""
+    from attnrobust.metrics.claims_base import run_paper_tests
+
+    rng = np.random.default_rng(0)
+    for p_hi, verdict in ((0.8, "holds"), (0.3, "inconclusive")):  # 0.3 < 0.3 + noise: no trend
+        seeds = [_race_summary(rng, 0.3, p_hi) for _ in range(2)]
+        model = {**seeds[0], "per_seed": seeds}
+        claim = s3ta_claims({"s": {**model, "pgd_targeted_acc": 0.5, "robust_acc": 0.4, "n": 80},
+                             "b": {"pgd_targeted_acc": 0.4, "robust_acc": 0.3, "n": 80}}, "s", "b")[1]
+        tested = run_paper_tests({"s": model}, [{**claim, "comparisons": claim["comparisons"]}])[0]
+        assert tested["verdict"] == verdict
+        assert [t["seeds"] for t in tested["tests"]] == [2, 2] and [t["n"] for t in tested["tests"]] == [80, 80]
+        assert "untested" not in tested

@@ -103,7 +103,7 @@ def test_resume_state_that_would_run_code_is_ignored(tmp_path, prepared_dir, mon
     torch.save({"fingerprint": {}, "state": _RunsCode(marker)}, resume)
     exp = parse_experiment("tiny", {"dataset": "gtsrb", "method": "standard", "model": "cnn",
                                     "model_args": {"width": 4}}, "test")
-    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu", threads=1)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu", threads=1)
     train_experiment(exp, cfg, prepared_dir, tmp_path / "m", tmp_path / "live", resume_file=resume)
     assert "unreadable resume state" in capsys.readouterr().err and not marker.exists()
 

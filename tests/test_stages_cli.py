@@ -27,7 +27,7 @@ def params(tmp_path, monkeypatch):
     p["data"] = {**BASE["data"], "gtsrb": {"local_dir": str(tmp_path / "raw"), "train_per_class": 2,
                                            "test_per_class": 1, "min_size": 20, "max_size": 28}}
     p["masks"] = {**BASE["masks"], "gtsrb": {"image_size": 16, "shard_size": 64}}
-    p["train"] = {**BASE["train"], "epochs": 1, "batch_size": 32, "device": "cpu"}
+    p["train"] = {**BASE["train"], "epochs": 1, "batch_size": 32, "device": "cpu", "seeds": [0, 1]}
     p["attack"] = {**BASE["attack"], "n_samples": 8, "steps": 2, "eps_sweep": [4], "steps_sweep": [1]}
     p["experiments"] = {"tiny": {"dataset": "gtsrb", "method": "standard", "model": "cnn", "model_args": {"width": 4}}}
     p["detectors"] = {}  # tests/test_iqa_kd.py runs the detector stages
@@ -49,23 +49,39 @@ def test_stages_chain_fetch_masks_train_attack_metrics(params, tmp_path):
                                         "--params", str(params)]))
     meta = json.loads((t / "prep" / "meta.json").read_text())
     assert meta["splits"] == {"train": 86, "test": 43} and meta["image_size"] == 16
-    _ok(runner.invoke(train_stage.app, ["--experiment", "tiny", "--prepared", str(t / "prep"), "--out",
-                                        str(t / "models" / "tiny"), "--live", str(t / "live"), "--resume",
-                                        str(t / "resume.pt"), "--params", str(params)]))
-    assert (t / "models" / "tiny" / "model.pt").is_file() and not (t / "resume.pt").exists()
-    _ok(runner.invoke(attack_stage.app, ["--experiment", "tiny", "--model", str(t / "models" / "tiny"), "--prepared",
-                                         str(t / "prep"), "--out", str(t / "results" / "tiny"), "--params", str(params)]))
-    summary = json.loads((t / "results" / "tiny" / "summary.json").read_text())
-    assert summary["n"] == 8 and summary["eps"] == 8
+    (t / "prepared").mkdir()
+    (t / "prep").rename(t / "prepared" / "gtsrb")  # what dvc.yaml passes: --prepared-root, the dataset's folder below
+    for seed in (0, 1):
+        _ok(runner.invoke(train_stage.app, ["--experiment", "tiny", "--seed", str(seed), "--prepared-root",
+                                            str(t / "prepared"), "--out", str(t / "models" / "tiny" / f"s{seed}"),
+                                            "--live", str(t / "live" / "tiny" / f"s{seed}"), "--resume",
+                                            str(t / "resume.pt"), "--params", str(params)]))
+        assert (t / "models" / "tiny" / f"s{seed}" / "model.pt").is_file() and not (t / "resume.pt").exists()
+        _ok(runner.invoke(attack_stage.app, ["--experiment", "tiny", "--model", str(t / "models" / "tiny" / f"s{seed}"),
+                                             "--prepared-root", str(t / "prepared"),
+                                             "--out", str(t / "results" / "tiny" / f"s{seed}"), "--params", str(params)]))
+    summaries = [json.loads((t / "results" / "tiny" / f"s{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert [s["n"] for s in summaries] == [8, 8] and [s["train_seed"] for s in summaries] == [0, 1]
+    assert summaries[0]["clean_acc"] != summaries[1]["clean_acc"] or summaries[0]["pgd_acc"] != summaries[1]["pgd_acc"] \
+        or (t / "models" / "tiny" / "s0" / "model.pt").read_bytes() != (t / "models" / "tiny" / "s1" / "model.pt").read_bytes()
     _ok(runner.invoke(metrics_stage.app, ["--results", str(t / "results"), "--out", str(t / "m.json"), "--claims",
-                                          str(t / "c.json"), "--plots", str(t / "plots"), "--params", str(params)]))
-    assert set(json.loads((t / "m.json").read_text())) == {"tiny"}
+                                          str(t / "c.json"), "--plots", str(t / "plots"), "--live", str(t / "live"),
+                                          "--params", str(params)]))
+    metrics = json.loads((t / "m.json").read_text())
+    assert set(metrics) == {"tiny"} and metrics["tiny"]["seeds"] == 2
+    assert metrics["tiny"]["clean_acc"] == round((summaries[0]["clean_acc"] + summaries[1]["clean_acc"]) / 2, 4)
+    assert "clean_acc_seed_sd" in metrics["tiny"]
     assert json.loads((t / "c.json").read_text()) == {}  # no configured claim has all its experiments here
     assert (t / "plots" / "robustness_vs_eps.csv").read_text().startswith("experiment,eps,acc\ntiny,0,")
+    assert (t / "plots" / "training_loss.csv").read_text().startswith("experiment,step,loss\ntiny,")
     assert json.loads((t / "verdicts.json").read_text()) == {} and (t / "env.json").is_file()  # beside c.json
+    result = runner.invoke(train_stage.app, ["--experiment", "tiny", "--seed", "7", "--prepared-root",
+                                             str(t / "prepared"), "--out", str(t / "m7"), "--live", str(t / "l7"),
+                                             "--params", str(params)])
+    assert "seed 7 is not in train.seeds" in str(result.exception) and not (t / "m7").exists()
     # a checkpoint from another experiment is refused by name
-    result = runner.invoke(attack_stage.app, ["--experiment", "other", "--model", str(t / "models" / "tiny"),
-                                              "--prepared", str(t / "prep"), "--out", str(t / "r2"),
+    result = runner.invoke(attack_stage.app, ["--experiment", "other", "--model", str(t / "models" / "tiny" / "s0"),
+                                              "--prepared", str(t / "prepared" / "gtsrb"), "--out", str(t / "r2"),
                                               "--params", str(params)])
     assert result.exit_code != 0 and "belongs to experiment 'tiny'" in str(result.exception)
 

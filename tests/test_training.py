@@ -13,7 +13,7 @@ def _outside_any_repo(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive inspects the git repo around the cwd; keep tests independent of it
 
 
-CFG = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seed=0, device="cpu", threads=1)
+CFG = TrainConfig(epochs=3, batch_size=16, lr=0.01, weight_decay=0.0, seeds=[0], device="cpu", threads=1)
 
 
 def _exp(method="standard", **kw):

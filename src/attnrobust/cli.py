@@ -31,3 +31,13 @@ def run_app(app: typer.Typer) -> None:
         if peer_stopped_on_user_error():  # this process only lost that peer; the launcher prints its error
             sys.exit(1)
         raise
+
+
+def dataset_dir(prepared, prepared_root, dataset: str):
+    """The prepared dataset a stage reads: ``--prepared`` as given, or ``--prepared-root``/<dataset>
+    (dvc.yaml's matrix stages pass the root: a matrix cannot name an experiment's dataset)."""
+    from pathlib import Path
+
+    if (prepared is None) == (prepared_root is None):
+        raise UserError("pass exactly one of --prepared (a prepared dataset dir) and --prepared-root (its parent)")
+    return Path(prepared) if prepared is not None else Path(prepared_root) / dataset

@@ -98,6 +98,12 @@ def expand_experiment_rules(experiments: dict[str, Any], overlay: dict[str, Any]
     return {name: values for name, values in out.items() if values}
 
 
+# Keys that dvc.yaml interpolates (stage names, dependency paths): DVC reads them from params.yaml
+# and never sees a profile, so a profile that set them would run one thing and record another.
+DVC_ONLY_KEYS = ("train.seeds",)  # and every data.<dataset>.local_dir
+_ABSENT = object()
+
+
 def _check_overlay(params: dict[str, Any], overlay: dict[str, Any], where: Path) -> None:
     sections = set(params) - {"profile"}
     if "profile" in overlay:
@@ -108,6 +114,14 @@ def _check_overlay(params: dict[str, Any], overlay: dict[str, Any], where: Path)
     if missing := sorted(sections - set(overlay)):
         raise UserError(f"{where}: missing section(s) {', '.join(missing)}; a profile names every section of the "
                         "params file, `{}` where it changes nothing (dvc.yaml tracks them per stage)")
+    for dotted in DVC_ONLY_KEYS + tuple(f"data.{d}.local_dir" for d in (overlay.get("data") or {})):
+        node: Any = overlay
+        for part in dotted.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            raise UserError(f"{where}: {dotted}: DVC reads this key from params.yaml only (it names stages or "
+                            f"their dependencies), so a profile cannot set it; remove it from {where.name} and set "
+                            f"it in params.yaml or with `dvc exp run -S {dotted}=...`")
     experiments = overlay["experiments"]
     if not isinstance(experiments, dict):
         raise UserError(f"{where}: experiments: expected a mapping of experiment -> overrides")

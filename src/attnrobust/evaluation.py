@@ -56,7 +56,7 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
     ckpt = read_checkpoint(model_dir)
     if ckpt["meta"].get("experiment") != experiment:
         raise UserError(f"{model_dir}: checkpoint belongs to experiment '{ckpt['meta'].get('experiment')}', "
-                        f"not '{experiment}'; re-run `dvc repro train@{experiment}`")
+                        f"not '{experiment}'; re-run `dvc repro train@{experiment}-<seed>`")
     meta = ckpt["meta"]
     task = TASKS_BY_NAME[meta["task"]] if "task" in meta else TASKS[meta["dataset"]]
     model = autocast_forward(model_from_checkpoint(ckpt), resolve_device(cfg.device), cfg.precision)  # fp32 out
@@ -89,6 +89,7 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
     if cfg.suite == "standard" and task.multilabel:  # AutoAttack is a single-label classification attack
         summary.setdefault("autoattack", MULTILABEL)
     summary["experiment"] = experiment
+    summary["train_seed"] = (meta.get("train") or {}).get("seeds", [None])[0]  # train@<exp>-<seed>'s seed
     if not distributed.is_main():  # the others took their share of every attack above; one process writes
         return summary
     examples = {}

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from attnrobust import distributed
 from attnrobust.checkpoint import model_spec, save_checkpoint
 from attnrobust.config import build
+from attnrobust.errors import UserError
 from attnrobust.experiment import Experiment
 from attnrobust.methods import Batch, Method, get_method
 from attnrobust.models import build_model
@@ -30,7 +31,7 @@ class TrainConfig:
     batch_size: int  # samples per optimiser step
     lr: float  # peak Adam learning rate of the one-cycle schedule
     weight_decay: float  # decoupled (AdamW) weight decay
-    seed: int  # seeds init, shuffling and training-time attacks
+    seeds: list[int]  # one model per seed (init, shuffling, training-time attacks): train@<exp>-<seed>
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 2  # torch CPU threads; 0 = torch's default
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # forward passes: auto = bf16 autocast on CUDA, else fp32
@@ -41,6 +42,16 @@ class TrainConfig:
             raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0, weight_decay >= 0")
         if self.nproc < 1:
             raise ValueError("need nproc >= 1")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds: need a non-empty list of distinct seeds >= 0, got {self.seeds}")
+
+    @property
+    def seed(self) -> int:
+        """The one seed of a training run (:func:`experiment_config` narrows ``seeds`` to it)."""
+        if len(self.seeds) != 1:
+            raise ValueError(f"a training run has one seed; this config has {self.seeds} "
+                             "(build it with experiment_config(exp, cfg, seed))")
+        return self.seeds[0]
 
 
 @dataclass
@@ -206,19 +217,30 @@ def build_state(exp: Experiment, cfg: TrainConfig, task: Task, train: Tensors, d
     return TrainState(model, optimizer, scheduler, generator), spec
 
 
-def experiment_config(exp: Experiment, cfg: TrainConfig) -> TrainConfig:
-    """The shared ``train`` section with the experiment's own overrides (``experiments.<exp>.train``)."""
-    return build(TrainConfig, {**dataclasses.asdict(cfg), **exp.train}, f"experiments.{exp.name}.train")
+def experiment_config(exp: Experiment, cfg: TrainConfig, seed: int | None = None) -> TrainConfig:
+    """The shared ``train`` section with the experiment's own overrides (``experiments.<exp>.train``),
+    for the run with ``seed``, one of ``train.seeds`` (every experiment is trained once per seed;
+    None: the first of them)."""
+    if "seeds" in exp.train:
+        raise UserError(f"experiments.{exp.name}.train.seeds: seeds are shared by every experiment (the pipeline "
+                        "pairs their runs seed by seed); set train.seeds instead")
+    if seed is None:
+        seed = cfg.seeds[0]
+    if seed not in cfg.seeds:
+        raise UserError(f"seed {seed} is not in train.seeds {cfg.seeds}; add it there (params.yaml or "
+                        "`-S 'train.seeds=[...]'`)")
+    return build(TrainConfig, {**dataclasses.asdict(cfg), **exp.train, "seeds": [seed]},
+                 f"experiments.{exp.name}.train")
 
 
 def train_experiment(exp: Experiment, cfg: TrainConfig, prepared_dir: Path, out_dir: Path, live_dir: Path,
-                     resume_file: Path | None = None) -> dict:
+                     resume_file: Path | None = None, seed: int | None = None) -> dict:
     """Train ``exp`` on ``prepared_dir``; write ``out_dir/model.pt`` and dvclive logs. Returns a summary.
 
     With ``resume_file`` the state after each epoch is saved there, and a run that finds a state
     for the same config continues from it, ending with the same model as an uninterrupted run.
     """
-    cfg = experiment_config(exp, cfg)
+    cfg = experiment_config(exp, cfg, seed)
     device = resolve_device(cfg.device)
     task = task_for(exp)
     train, test = task.load(prepared_dir, "train"), task.load(prepared_dir, "test")

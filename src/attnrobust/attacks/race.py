@@ -92,12 +92,14 @@ def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, d
     attack on the model unrolled for that many glances; ``transfer_acc`` evaluates there the
     examples made against the model as trained (a white-box attack weaker than this transfer is
     a gradient-masking sign); ``worst_acc`` is the per-sample worst of the two. All are nested
-    lists indexed ``[glances][steps]``, as is ``target_hit`` (white-box).
+    lists indexed ``[glances][steps]``, as is ``target_hit`` (white-box); ``worst_correct`` holds
+    the per-sample outcomes behind ``worst_acc`` (``[glances][steps][sample]``, 0/1, the race's
+    samples in order), for the paired test of the race's trend.
     """
     trained = getattr(model, "glances", NO_GLANCES)
     glances = list(cfg.race_glances) if hasattr(model, "glances") else [NO_GLANCES]
     cells: dict[str, list[list[float]]] = {k: [[] for _ in glances] for k in
-                                            ("acc", "transfer_acc", "worst_acc", "target_hit")}
+                                            ("acc", "transfer_acc", "worst_acc", "target_hit", "worst_correct")}
     for steps in progress(cfg.race_steps, desc="race", unit="attack steps"):
         adv = {g: _race_attack(model, g, x, y, targets, cfg, steps, device, domain)
                for g in {*glances, trained}}
@@ -107,6 +109,7 @@ def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, d
             cells["acc"][i].append(_rate(pred == y))
             cells["transfer_acc"][i].append(_rate(pred_transfer == y))
             cells["worst_acc"][i].append(_rate((pred == y) & (pred_transfer == y)))
+            cells["worst_correct"][i].append(((pred == y) & (pred_transfer == y)).int().tolist())
             cells["target_hit"][i].append(_rate(pred == targets))
     return {"glances": glances, "steps": list(cfg.race_steps), "trained_glances": trained, **cells}
 

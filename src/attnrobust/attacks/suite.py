@@ -49,7 +49,7 @@ class AttackConfig:
     steps: int  # PGD steps at the headline budget
     step_factor: float = 2.5  # step size = step_factor * eps / steps (Madry et al.'s rule)
     restarts: int = 1  # random restarts of PGD (only still-robust points restart)
-    n_samples: int = 200  # test samples attacked, drawn once with `seed`; 0 = the whole split
+    n_samples: int = 100  # test samples attacked, drawn once with `seed`; 0 = the whole split
     batch_size: int = 256  # samples per attack batch
     eps_sweep: list[int] = field(default_factory=lambda: [2, 4, 8, 16])  # levels; 0 and whole box added
     steps_sweep: list[int] = field(default_factory=lambda: [5, 10, 20])  # PGD steps at `eps`

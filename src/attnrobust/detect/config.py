@@ -144,6 +144,14 @@ def load_spec(params_path: Path, name: str) -> DetectorSpec:
     return build(DetectorSpec, *load_value(params_path, f"detectors.{name}"))
 
 
+def load_seeds(params_path: Path) -> list[int]:
+    """``train.seeds``: the teacher's training seeds, each with its own detector (seed ``seed + s``)."""
+    seeds, where = load_value(params_path, "train.seeds")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise UserError(f"{where}: expected a non-empty list of seeds >= 0, got {seeds!r}")
+    return seeds
+
+
 def load_runtime(params_path: Path) -> RuntimeConfig:
     """``train.device`` and ``train.threads`` (either may be left out: auto, torch's default)."""
     train, where = load_value(params_path, "train")

@@ -52,6 +52,24 @@ def ratio_comparison(a: str, b: str, own: str, other: str, label: str) -> dict:
     return {"a": a, "b": b, "statistic": "ratio", "own": own, "other": other, "threshold": 0.0, "label": label}
 
 
+def race_comparison(exp: str, glances_hi: int, glances_lo: int, steps: int, label: str) -> dict:
+    """A race claim's test: experiment ``exp``'s per-sample worst-case outcomes (summary
+    ``race.worst_correct``, every seed) unrolled for ``glances_hi`` against ``glances_lo`` glances,
+    under the race's attack of ``steps`` steps, the same samples (exact McNemar, stratified by seed)."""
+    return {"a": exp, "b": None, "statistic": "race", "glances": [glances_hi, glances_lo], "steps": steps,
+            "threshold": 0.0, "label": label}
+
+
+def _race_outcomes(summary: dict) -> dict | None:
+    """``(k seeds, glances, steps, n)`` per-sample race outcomes, from each seed's summary, or None."""
+    per_seed = summary.get("per_seed") or [summary]
+    races = [s.get("race") or {} for s in per_seed]
+    if not all("worst_correct" in r for r in races):
+        return None
+    return {"glances": races[0]["glances"], "steps": races[0]["steps"],
+            "correct": np.array([r["worst_correct"] for r in races], bool)}
+
+
 def _scores(summaries: dict[str, dict], exp: str, scores: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     found = summaries[exp].get("scores")
     if found is None or f"{scores}_scores" not in found:
@@ -80,6 +98,14 @@ def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
         conditions = [(found[f"{c}:fooled"], found[f"{c}:score"]) for c in spec["conditions"]]
         return {**spec, **compare_auroc(found["clean_correct"], found["clean_score"], conditions,
                                          spec["threshold"]).as_dict()}
+    if spec.get("statistic") == "race":
+        race = _race_outcomes(summaries[spec["a"]])
+        if race is None:
+            raise UserError(f"claims: results/attack/{spec['a']}/s*/summary.json has no race.worst_correct; "
+                            f"re-run `dvc repro attack`")
+        hi, lo = (race["glances"].index(g) for g in spec["glances"])
+        j = race["steps"].index(spec["steps"])
+        return {**spec, **compare(race["correct"][:, hi, j], race["correct"][:, lo, j]).as_dict()}
     if spec.get("statistic") == "ratio":
         found = {e: summaries[spec[e]].get("scores") for e in ("a", "b")}
         for e, data in found.items():
@@ -114,6 +140,8 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
     def testable(claim: dict) -> bool:  # per-sample outcomes of every experiment it compares (the pipeline has them)
         specs = claim.get("comparisons", [])
         def has(spec: dict, exp: str | None) -> bool:
+            if spec.get("statistic") == "race":
+                return exp is None or _race_outcomes(summaries[exp]) is not None
             key = {"gap": "scores", "ratio": "scores", "auroc": "detector_scores"}.get(spec.get("statistic"),
                                                                                     "per_sample")
             return exp is None or summaries[exp].get(key) is not None
@@ -129,6 +157,7 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
         base = {k: v for k, v in claim.items() if k not in ("comparisons", "holds", "require")}
         if i in ran:
             verdict, p_holm = found[ran.index(i)]
+            base.pop("untested", None)  # why it would be untested: it is not
             out.append({**base, "direction": bool(claim["holds"]), "verdict": verdict,
                         "p_holm": float(f"{p_holm:.3g}"), "tests": tested[i]})
         else:

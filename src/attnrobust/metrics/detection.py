@@ -80,17 +80,25 @@ def roc_curve(pos: np.ndarray, neg: np.ndarray, max_points: int = 0) -> tuple[np
 HEADLINE_KEYS = ("auroc", "tpr_at_5fpr", "success")  # per headline condition, see detection_headline
 
 
-def read_detect_summaries(results_dir: Path, detectors: list[str]) -> dict[str, dict]:
-    """``{detector: results/detect/<detector>/summary.json}`` for every detector named in params,
-    each with ``detector_scores``: its ``per_sample.npz`` as a dict (None when absent)."""
-    from attnrobust.metrics.aggregate import read_summaries
+def read_detect_summaries(results_dir: Path, detectors: list[str], seeds: list[int]) -> dict[str, dict]:
+    """``{detector: pooled summary}`` of ``results/detect/<detector>/s<seed>/summary.json`` over the
+    teacher's training seeds (:func:`attnrobust.metrics.aggregate.read_summaries`), each with
+    ``detector_scores``: its seeds' ``per_sample.npz`` arrays stacked as (seeds, samples), None when
+    some seed has none."""
+    from attnrobust.metrics.aggregate import read_summaries, seed_dirs
 
-    summaries = read_summaries(results_dir, detectors, stage="detect")
+    summaries = read_summaries(results_dir, detectors, seeds, stage="detect")
     for name, summary in summaries.items():
-        path = Path(results_dir) / name / "per_sample.npz"
-        if path.is_file():
-            with np.load(path) as data:
-                summary["detector_scores"] = {k: data[k] for k in data.files}
+        paths = [d / "per_sample.npz" for d in seed_dirs(results_dir, name, seeds)]
+        if all(p.is_file() for p in paths):
+            found = []
+            for path in paths:
+                with np.load(path) as data:
+                    found.append({k: data[k] for k in data.files})
+            if any(set(f) != set(found[0]) or len(f["clean_score"]) != len(found[0]["clean_score"]) for f in found):
+                raise UserError(f"{Path(results_dir) / name}: the seeds' per_sample.npz differ in conditions or samples; "
+                                f"re-run `dvc repro detect@{name}`")
+            summary["detector_scores"] = {k: np.stack([f[k] for f in found]) for k in found[0]}
         else:
             summary["detector_scores"] = None
     return summaries
@@ -120,13 +128,14 @@ def detection_headline(summaries: dict[str, dict]) -> dict[str, dict]:
     return metrics
 
 
-def write_roc(path: Path, results_dir: Path, detectors: list[str]) -> list[Path]:
+def write_roc(path: Path, results_dir: Path, detectors: list[str], seed: int) -> list[Path]:
     """Long CSV ``curve,fpr,tpr`` (curve = ``<detector>/<condition>``) from each detector's
-    ``results/detect/<detector>/roc.csv`` (``attack,fpr,tpr``); returns the file written, none
-    without detectors."""
+    ``results/detect/<detector>/s<seed>/roc.csv`` (``attack,fpr,tpr``), one seed's curves (the
+    first of train.seeds: a plot of every seed's would be unreadable; the AUROC tests pool them);
+    returns the file written, none without detectors."""
     rows = []
     for name in detectors:
-        roc = Path(results_dir) / name / "roc.csv"
+        roc = Path(results_dir) / name / f"s{seed}" / "roc.csv"
         if not roc.is_file():
             raise UserError(f"{roc}: missing; run `dvc repro detect@{name}` first")
         with open(roc, newline="") as f:

@@ -42,11 +42,16 @@ def _pooled_ap(scores: np.ndarray, hits: np.ndarray, num_positives: float) -> fl
     """
     if num_positives <= 0 or len(scores) == 0:
         return 0.0
-    scores, hits = _heap_order(scores, hits)
-    perm = random.Random(0).sample(range(len(scores)), len(scores))
-    scores, hits = scores[perm], hits[perm]
-    order = np.argsort(-scores, kind="stable")  # == sorted(..., reverse=True): stable for ties
-    hits = hits[order].astype(np.float64)
+    order = np.argsort(-scores, kind="stable")
+    ranked_scores, ranked_hits = scores[order], hits[order]
+    if np.any((ranked_scores[1:] == ranked_scores[:-1]) & (ranked_hits[1:] != ranked_hits[:-1])):
+        # a tie mixes a hit and a miss: their order changes AP, so follow the starter's exactly
+        scores, hits = _heap_order(scores, hits)
+        perm = random.Random(0).sample(range(len(scores)), len(scores))
+        scores, hits = scores[perm], hits[perm]
+        ranked_hits = hits[np.argsort(-scores, kind="stable")]  # == sorted(..., reverse=True): stable for ties
+    # else every tie is all hits or all misses, so any order of a tie gives the starter's AP
+    hits = ranked_hits.astype(np.float64)
     precision_at_rank = np.cumsum(hits) / np.arange(1, len(hits) + 1)
     return float((precision_at_rank * hits).sum() / num_positives)
 

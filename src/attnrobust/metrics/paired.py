@@ -1,11 +1,16 @@
 """Paired statistics for claims: per-sample outcomes of two models on the same attacked samples.
 
 A claim compares experiments evaluated on the same seeded subset of test samples (the same ids),
-so the evidence is paired: each sample is robust under A, under B, both or neither. The effect is
-the difference of accuracies, ``mean(a) - mean(b)``, with a 95% paired bootstrap interval over
-samples; the p-value is the exact McNemar test (two-sided binomial test on the discordant pairs)
-when the claim is about the sign of the effect, and a paired bootstrap test when it states a
-threshold ("> 20 points"). p-values are Holm-corrected within each paper; a claim ``holds`` when
+so the evidence is paired: each sample is robust under A, under B, both or neither. Every
+experiment is trained once per seed (``train.seeds``), and seed s of A is paired with seed s of
+B, so the outcomes are ``(k, n)`` arrays: k seeds by the same n samples (1-D = one seed). The
+effect is the difference of accuracies over every seed and sample, ``mean(a) - mean(b)``, with
+a 95% paired bootstrap interval that resamples the samples (each with all its seeds, since a
+sample hard for one model is hard for all); the p-value is the exact McNemar test stratified by
+seed (the discordant pairs of every seed pooled: under H0 each splits 50/50 within its seed)
+when the claim is about the sign of the effect, and the same bootstrap when it states a
+threshold ("> 20 points"). Each comparison also reports its per-seed effects, the seed-to-seed
+spread. p-values are Holm-corrected within each paper; a claim ``holds`` when
 its corrected p < alpha and the effect lies on the claimed side of the threshold, is
 ``contradicted`` when significant on the other side, and ``inconclusive`` otherwise.
 """
@@ -25,19 +30,31 @@ VERDICTS = ("holds", "contradicted", "inconclusive")
 class Comparison:
     """``a`` better than ``b`` by more than ``threshold`` (accuracy units, 0.2 = 20 points)?"""
 
-    effect: float  # mean(a) - mean(b)
+    effect: float  # mean(a) - mean(b), over every seed and sample
     ci: tuple[float, float]  # 95% paired bootstrap interval of the effect
     p: float  # two-sided, for effect == threshold
-    n: int  # paired samples
+    n: int  # paired samples (per seed)
     threshold: float
+    seed_effects: tuple[float, ...] = ()  # the effect of each seed's pair on its own
 
     def as_dict(self) -> dict:
+        seeds = [round(float(e), 4) for e in self.seed_effects]
         return {"effect": round(self.effect, 4), "ci_low": round(self.ci[0], 4), "ci_high": round(self.ci[1], 4),
-                "p": float(f"{self.p:.3g}"), "n": self.n, "threshold": self.threshold}
+                "p": float(f"{self.p:.3g}"), "n": self.n, "threshold": self.threshold, "seeds": len(seeds) or 1,
+                "seed_effects": seeds, "seed_sd": round(float(np.std(seeds, ddof=1)), 4) if len(seeds) > 1 else None}
+
+
+def _outcomes(values) -> np.ndarray:
+    """Per-sample outcomes as (k seeds, n samples) bool; a 1-D vector is one seed."""
+    arr = np.asarray(values, bool)
+    return arr[None] if arr.ndim == 1 else arr
 
 
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided exact McNemar p-value: under H0 the discordant pairs split 50/50."""
+    """Two-sided exact McNemar p-value: under H0 the discordant pairs split 50/50. For (k, n)
+    outcomes (k seeds) the discordant pairs of every seed are pooled: the exact test stratified
+    by seed (each stratum's discordant pairs split 50/50 under H0, so their sum is binomial)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     m = only_a + only_b
     if m == 0:
@@ -47,10 +64,9 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def _bootstrap_effects(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    index = np.random.default_rng(seed).integers(0, len(diff), size=(BOOTSTRAP, len(diff)))
-    return diff[index].mean(axis=1)
+def _resamples(n: int, seed: int, count: int = BOOTSTRAP) -> np.ndarray:
+    """(count, n) indices of samples drawn with replacement; a drawn sample brings all its seeds."""
+    return np.random.default_rng(seed).integers(0, n, size=(count, n))
 
 
 def _interval(boot: np.ndarray) -> tuple[float, float]:
@@ -66,87 +82,110 @@ def _bootstrap_p(boot: np.ndarray, threshold: float) -> float:
 
 
 def compare(a: np.ndarray, b: np.ndarray, threshold: float = 0.0, seed: int = 0) -> Comparison:
-    """Paired comparison of per-sample correctness ``a`` and ``b`` (bool, aligned by sample)."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"need two aligned, non-empty 1-D outcome vectors, got {a.shape} and {b.shape}")
-    effect = float(a.mean() - b.mean())
-    boot = _bootstrap_effects(a, b, seed)
+    """Paired comparison of per-sample correctness ``a`` and ``b``: bool, (n,) for one seed or
+    (k, n) for k seeds, seed s of ``a`` paired with seed s of ``b`` on the same n samples."""
+    a, b = _outcomes(a), _outcomes(b)
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"need two aligned, non-empty (seeds, samples) outcome arrays, got {a.shape} and {b.shape}")
+    diff = (a.astype(np.float64) - b.astype(np.float64)).mean(axis=0)  # per sample, over seeds
+    boot = diff[_resamples(len(diff), seed)].mean(axis=1)
     p = mcnemar_exact(a, b) if threshold == 0.0 else _bootstrap_p(boot, threshold)
-    return Comparison(effect, _interval(boot), p, len(a), threshold)
+    seed_effects = tuple(float(e) for e in a.mean(axis=1) - b.mean(axis=1))
+    return Comparison(float(diff.mean()), _interval(boot), p, a.shape[1], threshold, seed_effects)
 
 
-BOOTSTRAP_GAP = 1000  # resamples of videos for a GAP difference (each recomputes two pooled rankings)
+BOOTSTRAP_GAP = 1000  # resamples of videos for a GAP difference (each recomputes two pooled rankings per seed)
+
+
+def _per_seed_scores(values) -> np.ndarray:
+    arr = np.asarray(values, np.float64)
+    return arr[None] if arr.ndim == 2 else arr
 
 
 def compare_gap(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, threshold: float = 0.0,
                 seed: int = 0, k: int = 20) -> Comparison:
-    """Paired comparison of GAP@k of two models' (N, C) scores on the same videos: the effect is
-    GAP(a) - GAP(b); its 95% interval and the two-sided p (for effect == threshold) come from one
-    bootstrap over videos, resampling the same videos for both models (GAP is a pooled ranking,
-    so no per-video outcome exists to pair; the videos are the sampled units)."""
+    """Paired comparison of GAP@k of two models' scores on the same videos: (N, C) for one seed or
+    (seeds, N, C), seed s of ``a`` against seed s of ``b``. The effect is the mean over seeds of
+    GAP(a_s) - GAP(b_s) (GAP is a ranking pooled over one model's videos, so seeds are never mixed
+    in one ranking); its 95% interval and the two-sided p (for effect == threshold) come from one
+    bootstrap over videos, the same resampled videos for both models and every seed (no per-video
+    outcome exists to pair; the videos are the sampled units)."""
     from attnrobust.metrics.multilabel import gap_at_k
 
-    if scores_a.shape != scores_b.shape or scores_a.shape != labels.shape or scores_a.ndim != 2 or not len(labels):
-        raise ValueError(f"need aligned (N, C) scores and labels, got {scores_a.shape}, {scores_b.shape}, "
-                         f"{labels.shape}")
-    effect = gap_at_k(scores_a, labels, k) - gap_at_k(scores_b, labels, k)
-    index = np.random.default_rng(seed).integers(0, len(labels), size=(BOOTSTRAP_GAP, len(labels)))
-    boot = np.array([gap_at_k(scores_a[i], labels[i], k) - gap_at_k(scores_b[i], labels[i], k) for i in index])
-    return Comparison(float(effect), _interval(boot), _bootstrap_p(boot, threshold), len(labels), threshold)
+    scores_a, scores_b = _per_seed_scores(scores_a), _per_seed_scores(scores_b)
+    labels = np.asarray(labels)
+    if scores_a.shape != scores_b.shape or scores_a.shape[1:] != labels.shape or labels.ndim != 2 or not len(labels):
+        raise ValueError(f"need aligned (seeds, N, C) scores and (N, C) labels, got {scores_a.shape}, "
+                         f"{scores_b.shape}, {labels.shape}")
+
+    def effects(i) -> np.ndarray:
+        return np.array([gap_at_k(sa[i], labels[i], k) - gap_at_k(sb[i], labels[i], k)
+                         for sa, sb in zip(scores_a, scores_b)])
+
+    seed_effects = effects(np.arange(len(labels)))
+    boot = np.array([effects(i).mean() for i in _resamples(len(labels), seed, BOOTSTRAP_GAP)])
+    return Comparison(float(seed_effects.mean()), _interval(boot), _bootstrap_p(boot, threshold), len(labels),
+                      threshold, tuple(float(e) for e in seed_effects))
 
 
 def compare_auroc(clean_ok: np.ndarray, clean_score: np.ndarray, conditions: list[tuple[np.ndarray, np.ndarray]],
                   threshold: float, seed: int = 0) -> Comparison:
-    """Is a detector's AUROC above ``threshold``? Per sample (n,): ``clean_ok`` (the classifier gets
-    the clean input right: its clean score is a negative) and ``clean_score``; each condition is
-    ``(fooled, score)``: the perturbed input fools the classifier (a positive) and its score. The
-    effect is the mean AUROC over the conditions (positives against the negatives); its 95%
-    interval and the two-sided p (for effect == threshold) come from one bootstrap over samples, a
-    resampled sample bringing its clean and perturbed scores along. Resamples where some condition
-    has no positive or no negative are dropped (their AUROC is undefined)."""
+    """Is a detector's AUROC above ``threshold``? Per sample, (n,) for one seed or (k, n) for the
+    detectors of k seeds: ``clean_ok`` (the classifier gets the clean input right: its clean score
+    is a negative) and ``clean_score``; each condition is ``(fooled, score)``: the perturbed input
+    fools the classifier (a positive) and its score. The effect is the mean over seeds of the mean
+    AUROC over the conditions (positives against the negatives of the same seed); its 95% interval
+    and the two-sided p (for effect == threshold) come from one bootstrap over samples, a
+    resampled sample bringing its clean and perturbed scores of every seed along. Resamples where
+    some seed and condition has no positive or no negative are dropped (AUROC undefined)."""
     from attnrobust.metrics.detection import auroc
 
-    clean_ok = np.asarray(clean_ok, bool)
-    clean_score = np.asarray(clean_score, np.float64)
-    conditions = [(np.asarray(f, bool), np.asarray(sc, np.float64)) for f, sc in conditions]
-    if not conditions or any(f.shape != clean_ok.shape or sc.shape != clean_ok.shape for f, sc in conditions):
-        raise ValueError("need at least one condition, every array aligned with the samples")
+    clean_ok = _outcomes(clean_ok)
+    as_2d = lambda v: np.asarray(v, np.float64)[None] if np.ndim(v) == 1 else np.asarray(v, np.float64)  # noqa: E731
+    clean_score = as_2d(clean_score)
+    conditions = [(_outcomes(f), as_2d(sc)) for f, sc in conditions]
+    if not conditions or clean_score.shape != clean_ok.shape or any(
+            f.shape != clean_ok.shape or sc.shape != clean_ok.shape for f, sc in conditions):
+        raise ValueError("need at least one condition, every array aligned with the (seeds, samples)")
 
-    def mean_auroc(idx: np.ndarray) -> float:
-        neg = clean_score[idx][clean_ok[idx]]
-        values = [auroc(sc[idx][f[idx]], neg) for f, sc in conditions]
-        return float("nan") if any(np.isnan(v) for v in values) else float(np.mean(values))
+    def seed_aurocs(idx: np.ndarray) -> np.ndarray:
+        out = []
+        for s in range(len(clean_ok)):
+            neg = clean_score[s, idx][clean_ok[s, idx]]
+            values = [auroc(sc[s, idx][f[s, idx]], neg) for f, sc in conditions]
+            out.append(float("nan") if any(np.isnan(v) for v in values) else float(np.mean(values)))
+        return np.array(out)
 
-    everyone = np.arange(len(clean_ok))
-    effect = mean_auroc(everyone)
-    if np.isnan(effect):
-        raise ValueError("AUROC undefined: no positive or no negative sample in some condition")
-    index = np.random.default_rng(seed).integers(0, len(clean_ok), size=(BOOTSTRAP, len(clean_ok)))
-    boot = np.array([mean_auroc(i) for i in index])
+    seed_effects = seed_aurocs(np.arange(clean_ok.shape[1]))
+    if np.isnan(seed_effects).any():
+        raise ValueError("AUROC undefined: no positive or no negative sample in some seed and condition")
+    boot = np.array([seed_aurocs(i).mean() for i in _resamples(clean_ok.shape[1], seed)])
     boot = boot[~np.isnan(boot)]
-    return Comparison(effect, _interval(boot), _bootstrap_p(boot, threshold), len(clean_ok), threshold)
+    return Comparison(float(seed_effects.mean()), _interval(boot), _bootstrap_p(boot, threshold), clean_ok.shape[1],
+                      threshold, tuple(float(e) for e in seed_effects))
 
 
 def compare_ratio(own_a: np.ndarray, other_a: np.ndarray, own_b: np.ndarray, other_b: np.ndarray,
                   threshold: float = 0.0, seed: int = 0) -> Comparison:
     """Paired comparison of a ratio of means, ``mean(other) / mean(own)``, of two models on the
-    same samples (the latent separation of :mod:`attnrobust.attacks.heads`): the effect is
-    ratio(a) - ratio(b); the 95% interval and the two-sided p come from one bootstrap over
-    samples, resampling the same samples for both models."""
+    same samples (the latent separation of :mod:`attnrobust.attacks.heads`), (n,) for one seed or
+    (k, n): the effect is the mean over seeds of ratio(a_s) - ratio(b_s); the 95% interval and
+    the two-sided p come from one bootstrap over samples, the same samples for both models and
+    every seed."""
     arrays = [np.asarray(v, np.float64) for v in (own_a, other_a, own_b, other_b)]
-    if len({v.shape for v in arrays}) != 1 or arrays[0].ndim != 1 or not len(arrays[0]):
-        raise ValueError("need four aligned, non-empty 1-D arrays")
+    arrays = [v[None] if v.ndim == 1 else v for v in arrays]
+    if len({v.shape for v in arrays}) != 1 or arrays[0].ndim != 2 or not arrays[0].size:
+        raise ValueError("need four aligned, non-empty (seeds, samples) arrays")
     own_a, other_a, own_b, other_b = arrays
 
-    def effect(idx) -> np.ndarray:
-        ratio = lambda own, other: other[idx].mean(-1) / np.maximum(own[idx].mean(-1), 1e-12)  # noqa: E731
+    def effect(idx) -> np.ndarray:  # idx (..., n) -> (..., seeds)
+        ratio = lambda own, other: other[:, idx].mean(-1) / np.maximum(own[:, idx].mean(-1), 1e-12)  # noqa: E731
         return ratio(own_a, other_a) - ratio(own_b, other_b)
 
-    index = np.random.default_rng(seed).integers(0, len(own_a), size=(BOOTSTRAP, len(own_a)))
-    boot = effect(index)
-    return Comparison(float(effect(np.arange(len(own_a)))), _interval(boot), _bootstrap_p(boot, threshold),
-                      len(own_a), threshold)
+    seed_effects = effect(np.arange(own_a.shape[1]))
+    boot = effect(_resamples(own_a.shape[1], seed)).mean(axis=0)
+    return Comparison(float(seed_effects.mean()), _interval(boot), _bootstrap_p(boot, threshold), own_a.shape[1],
+                      threshold, tuple(float(e) for e in seed_effects))
 
 
 def holm(p_values: list[float]) -> list[float]:

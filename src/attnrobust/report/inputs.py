@@ -38,6 +38,10 @@ class RunInfo:
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
+    def seeds(self) -> list[int]:
+        """``train.seeds``: every experiment's results are in ``results/attack/<exp>/s<seed>/``."""
+        return [int(x) for x in self.train.get("seeds") or [0]]
+
     def dataset_of(self, experiment: str) -> str:
         """The experiment's dataset; the name's prefix when params do not list it (``gtsrb_x`` -> gtsrb)."""
         spec = self.experiments.get(experiment, {})
@@ -54,10 +58,10 @@ class ReportInputs:
     curves: dict[str, Curve] = field(default_factory=dict)  # metrics/plots/<name>.csv, by name
     race: list[dict] | None = None  # metrics/plots/race.csv rows
     roc: dict[str, tuple[list[float], list[float]]] | None = None  # metrics/plots/roc.csv: curve -> (fpr, tpr)
-    summaries: dict[str, dict] = field(default_factory=dict)  # results/attack/<exp>/summary.json
-    attention: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # results/attack/<exp>/attention.npz
-    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # results/attack/<exp>/examples.npz
-    detect: dict[str, dict] = field(default_factory=dict)  # results/detect/<name>/summary.json
+    summaries: dict[str, dict] = field(default_factory=dict)  # results/attack/<exp>/s<seed>/summary.json, pooled
+    attention: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # <exp>/s<first seed>/attention.npz
+    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # <exp>/s<first seed>/examples.npz
+    detect: dict[str, dict] = field(default_factory=dict)  # results/detect/<name>/s<seed>/summary.json, pooled
     env: dict[str, dict] | None = None  # metrics/env.json: {"evaluation": {...}, "training": {...}}
     missing: list[str] = field(default_factory=list)  # inputs looked for and not found, for the report
 
@@ -156,18 +160,29 @@ def load_inputs(run: RunInfo, *, metrics: Path, claims: Path, plots: Path, resul
             inp.roc = read_roc(path)
         else:
             inp.curves[path.stem] = read_curve(path)
-    results = Path(results)
+    results, seeds = Path(results), run.seeds()
     for exp in run.experiments or sorted(p.name for p in results.glob("*") if p.is_dir()):
-        folder = results / exp
-        summary = _json(folder / "summary.json", inp.missing)
+        summary = _pooled(results / exp, seeds, inp.missing)
         if summary is not None:
             inp.summaries[exp] = summary
+        first = results / exp / f"s{seeds[0]}"  # pictures of one seed's model
         for name, store in (("attention.npz", inp.attention), ("examples.npz", inp.examples)):
-            if (folder / name).is_file():
-                store[exp] = read_npz(folder / name)
+            if (first / name).is_file():
+                store[exp] = read_npz(first / name)
     if detect is not None:
         for folder in sorted(p for p in Path(detect).glob("*") if p.is_dir()):
-            found = _json(folder / "summary.json", inp.missing)
+            found = _pooled(folder, seeds, inp.missing)
             if found is not None:
                 inp.detect[folder.name] = found
     return inp
+
+
+def _pooled(folder: Path, seeds: list[int], missing: list[str]) -> dict | None:
+    """The seeds' summaries (``<folder>/s<seed>/summary.json``) pooled as the metrics stage pools
+    them; None (recorded as missing) when any seed's is absent."""
+    from attnrobust.metrics.aggregate import pool_summaries
+
+    found = [_json(folder / f"s{seed}" / "summary.json", missing) for seed in seeds]
+    if any(f is None for f in found):
+        return None
+    return {**pool_summaries(found), "per_seed": found, "seeds": seeds}

@@ -23,13 +23,15 @@ PAPERS = {  # claim family -> the paper it checks
 IMAGE_COLUMNS = [("clean_acc", "clean"), ("fgsm_acc", "FGSM"), ("pgd_acc", "PGD"),
                  ("pgd_targeted_acc", "targeted PGD (true label)"), ("targeted_success", "target hit"),
                  ("autoattack_acc", "AutoAttack"), ("robust_acc", "robust (worst case)"),
-                 ("pgd_acc_fg_only", "PGD, B"), ("robust_acc_fg_only", "robust, B")]
+                 ("robust_acc_seed_sd", "robust, seed sd"), ("pgd_acc_fg_only", "PGD, B"),
+                 ("robust_acc_fg_only", "robust, B"), ("seeds", "seeds")]
 DETECT_COLUMNS = ["clean_acc", "clean_accepted_acc", "fgsm_auroc", "pgd_auroc", "pgd_tpr_at_5fpr", "pgd_success",
                   "pgd_targeted_auroc", "adaptive_auroc", "adaptive_tpr_at_5fpr", "adaptive_success",
                   "corruption_mean_auroc"]
 VIDEO_COLUMNS = [("clean_gap", "clean GAP"), ("fgsm_gap", "FGSM GAP"), ("pgd_gap", "PGD GAP"),
-                 ("robust_gap", "robust GAP"), ("clean_hit1", "clean Hit@1"), ("pgd_hit1", "PGD Hit@1"),
-                 ("clean_map", "clean mAP"), ("pgd_map", "PGD mAP")]
+                 ("robust_gap", "robust GAP"), ("robust_gap_seed_sd", "robust GAP, seed sd"),
+                 ("clean_hit1", "clean Hit@1"), ("pgd_hit1", "PGD Hit@1"), ("clean_map", "clean mAP"),
+                 ("pgd_map", "PGD mAP"), ("seeds", "seeds")]
 
 
 def cell(value: Any) -> str:
@@ -105,22 +107,32 @@ def claims_section(inp: ReportInputs) -> str:
             "(column *unreliable*; see [Sanity-check failures](#sanity-check-failures)).", "",
             "How to read it: *direction* is where the point estimates fall (a difference within max(1 pp, 2 "
             "samples) counts as a tie). *test* is the paired comparison behind the verdict: the effect (difference "
-            "of per-sample robust accuracy on the same attacked samples, one training seed), its 95% paired "
-            "bootstrap interval, n and the p-value (exact McNemar; a bootstrap test for a threshold such as "
+            "of per-sample robust accuracy on the same attacked samples, averaged over the training seeds, seed s "
+            "of one experiment paired with seed s of the other), its 95% paired bootstrap interval (resampling the "
+            "samples, each with all its seeds), n samples x k seeds, the per-seed effects (the seed-to-seed "
+            "spread) and the p-value (exact McNemar stratified by seed; a bootstrap test for a threshold such as "
             "\"> 20 points\"), Holm-corrected within each paper. *verdict*: **holds** or **contradicted** at "
             "alpha = 0.05, else **inconclusive** (also every claim whose statistic has no per-sample test yet). "
-            "One seed: the interval covers sampling of test images, not training noise.", "",
+            "The interval covers the sampling of test images; the per-seed effects show the training noise.", "",
             table(["paper", "claim", "paper's number", "ours", "direction", "test", "verdict", "unreliable"], rows), ""]
     return "\n".join(out)
 
 
 def test_cell(claim: dict) -> str:
-    """``+0.105 [+0.040, +0.170], n 200, p 0.003`` per comparison, or why there is no test."""
+    """``+0.105 [+0.040, +0.170], n 100 x 3 seeds (+0.09, +0.12, +0.10), p 0.003`` per comparison,
+    or why there is no test."""
     if not claim.get("tests"):
         return f"untested: {claim.get('untested', 'no paired test')}"
+
+    def seeds(t: dict) -> str:
+        effects = t.get("seed_effects") or []
+        if len(effects) < 2:
+            return ", 1 seed"
+        return f" x {len(effects)} seeds (" + ", ".join(f"{e:+.2f}" for e in effects) + ")"
+
     parts = [f"{t['label']}: {t['effect']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
-             + (f" vs threshold {t['threshold']:+.2f}" if t["threshold"] else "") + f", n {t['n']}, p {t['p']:.3g}"
-             for t in claim["tests"]]
+             + (f" vs threshold {t['threshold']:+.2f}" if t["threshold"] else "") + f", n {t['n']}{seeds(t)}, "
+             f"p {t['p']:.3g}" for t in claim["tests"]]
     return "; ".join(parts) + f"; Holm p {claim['p_holm']:.3g}"
 
 
@@ -132,14 +144,15 @@ def headline_section(inp: ReportInputs) -> str:
     for name in inp.experiments():
         if name in inp.robustness:
             by_dataset.setdefault(inp.run.dataset_of(name), []).append(name)
-    out.append("Accuracy (images) or GAP@20 (video) at `attack.eps`; *robust* is the per-sample worst case over "
-               "every attack within the budget; *B* is threat model B (perturbation restricted to the annotated "
-               "foreground). A flagged row failed a sanity check.")
+    out.append("Accuracy (images) or GAP@20 (video) at `attack.eps`, the mean over the training seeds; *robust* is "
+               "the per-sample worst case over every attack within the budget, *seed sd* its standard deviation "
+               "across seeds; *B* is threat model B (perturbation restricted to the annotated foreground). A flagged "
+               "row failed a sanity check in some seed.")
     for dataset, names in by_dataset.items():
         rows_in = [inp.robustness[n] for n in names]
         video = any("clean_gap" in r for r in rows_in)
         columns = [(k, h) for k, h in (VIDEO_COLUMNS if video else IMAGE_COLUMNS) if any(k in r for r in rows_in)]
-        rows = [[n, *(float(r[k]) if k in r else "-" for k, _ in columns),
+        rows = [[n, *((r[k] if k == "seeds" else float(r[k])) if k in r else "-" for k, _ in columns),
                  f"UNRELIABLE: {r.get('failed_checks', '?')}" if r.get("unreliable") else ""]
                 for n, r in zip(names, rows_in)]
         out += ["", f"### {dataset}", "", table(["experiment", *(h for _, h in columns), "flag"], rows)]
