@@ -9,7 +9,8 @@
   the selected profile re-runs only the stages that read it, editing another profile nothing.
 
 Both repos hold two GTSRB experiments on the tiny profile and the commands target ``metrics``,
-so only its ancestors run (no COCO, no video). ``train.threads: 1``: parallel queue workers do
+so only its ancestors run: every data stage (train@/attack@ depend on all of data/prepared, as a
+DVC matrix cannot name an entry's dataset), the two experiments and the detector. ``train.threads: 1``: parallel queue workers do
 not compete for cores.
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tiny import commit, make_repo, output_files, ran_stages, run, tool_env
 pytestmark = pytest.mark.slow
 EXPERIMENTS = ["gtsrb_standard", "gtsrb_pgd_at"]
 DETECTORS = ["gtsrb_iqa_kd"]  # kept by make_repo: its teacher, gtsrb_standard, is one of EXPERIMENTS
-PIPELINE = {"fetch@gtsrb", "masks@gtsrb", *(f"{s}@{e}-0" for s in ("train", "attack") for e in EXPERIMENTS),
+DATA = {"fetch@gtsrb", "masks@gtsrb", "fetch@coco", "masks@coco", "fetch@video", "features"}
+PIPELINE = {*DATA, *(f"{s}@{e}-0" for s in ("train", "attack") for e in EXPERIMENTS),
             *(f"{s}@{d}" for s in ("detector", "detect") for d in DETECTORS), "metrics"}
 ATTACKS = {*(f"attack@{e}-0" for e in EXPERIMENTS), *(f"detect@{d}" for d in DETECTORS), "metrics"}
 METRICS = ("metrics/robustness.json", "metrics/detection.json", "metrics/claims.json", "metrics/verdicts.json")
@@ -64,7 +66,7 @@ def test_two_runs_from_scratch_give_byte_identical_metrics(repos):
 def test_push_to_a_folder_remote_and_pull_into_an_empty_workspace(repos, tmp_path):
     a, _ = repos
     run(["dvc", "remote", "add", "--local", "-d", "store", str(tmp_path / "remote")], a)
-    run(["dvc", "push", "metrics", "--with-deps"], a)  # the stages that ran here (no COCO, no video)
+    run(["dvc", "push", "metrics", "--with-deps"], a)  # the stages that ran here
     outputs = ("data", "models", "results", "dvclive")
     before = output_files(a, outputs)
     for name in (".dvc/cache", *outputs):
