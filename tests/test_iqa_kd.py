@@ -358,3 +358,31 @@ def test_bad_detector_params_name_the_key(tiny, tmp_path):
     result = runner.invoke(detector_stage.app, ["--detector", "tiny_iqa", "--teacher", "x", "--prepared", "y",
                                                 "--out", str(tmp_path / "o"), "--params", str(tmp_path / "p.yaml")])
     assert "detectors.tiny_iqa" in str(result.exception) and "fog" in str(result.exception)
+
+
+def test_an_auroc_undefined_in_one_seed_leaves_that_condition_untested():
+    """A seed whose teacher is never fooled has no AUROC: the pooled test cannot run on it, so the
+    condition is not tested (the pooled mean shown in `ours` averages the seeds that have one)."""
+    from attnrobust.metrics.aggregate import pool_summaries
+    from attnrobust.metrics.claims import evaluate_claims
+
+    def seed(auroc):
+        row = {"auroc": auroc, "tpr_at_5fpr": 0.5, "success": 0.1}
+        return {"eps": 8, "n": 10, "unreliable": False, "attacks": {"pgd": {"8": row}, "pgd_full": {"8": row}},
+                "adaptive": row, "corruptions": {"jpeg": {"10": row}}}
+
+    per_seed = [seed(0.95), seed(None)]
+    rng = np.random.default_rng(0)
+    fooled = np.stack([rng.random(10) < 0.5, np.zeros(10, bool)])  # seed 1: the teacher is never fooled
+    scores = {"clean_correct": np.ones((2, 10), bool), "clean_score": rng.random((2, 10))}
+    for condition in ("pgd@8", "pgd_full@8", "adaptive@8", "jpeg@10"):
+        scores |= {f"{condition}:fooled": fooled, f"{condition}:score": rng.random((2, 10)) + 1}
+    pooled = {**pool_summaries(per_seed), "per_seed": per_seed, "detector_scores": scores}
+    assert pooled["attacks"]["pgd"]["8"]["auroc"] == 0.95  # the mean of the seeds that have one
+    claims = evaluate_claims({"det": pooled}, {"iqa_kd": [{"detector": "det"}]})  # no AUROC test crashes
+    assert all(c["verdict"] == "inconclusive" and not c["tests"] for c in claims.values())
+    per_seed[1] = seed(0.9)
+    scores |= {f"{c}:fooled": np.stack([fooled[0], fooled[0]]) for c in ("pgd@8", "pgd_full@8", "adaptive@8", "jpeg@10")}
+    pooled = {**pool_summaries(per_seed), "per_seed": per_seed, "detector_scores": scores}
+    claims = evaluate_claims({"det": pooled}, {"iqa_kd": [{"detector": "det"}]})
+    assert all(t["seeds"] == 2 for c in claims.values() for t in c["tests"]) and claims["iqa_kd/0/0"]["tests"]

@@ -35,6 +35,12 @@ def _holds(value: float | None) -> bool:
     return value is not None and value >= USABLE_AUROC
 
 
+def _defined(s: dict, row) -> bool:
+    """Whether ``row(summary)``'s AUROC is defined for every seed's detector (a seed whose teacher
+    is never fooled has none), so that the pooled AUROC test can run on all of them."""
+    return all(row(seed)["auroc"] is not None for seed in s.get("per_seed") or [s])
+
+
 def pgd_detected(s: dict) -> dict:
     """Non-adaptive: PGD on the classifier alone at the headline eps, stopped at the first step that
     fools it (``pgd``) and run to the end (``pgd_full``); the claim needs both."""
@@ -47,7 +53,7 @@ def pgd_detected(s: dict) -> dict:
             "ours": f"{text} (n={s['n']})" + unreliable_flag(s),
             "holds": all(_holds(r["auroc"]) for r in rows.values()),
             "comparisons": [auroc_comparison(s["detector"], [f"{kind}@{eps}"], USABLE_AUROC, f"{kind} AUROC")
-                            for kind, r in rows.items() if r["auroc"] is not None],
+                            for kind in rows if _defined(s, lambda seed, k=kind: seed["attacks"][k][eps])],
             "untested": UNTESTED}
 
 
@@ -62,7 +68,7 @@ def adaptive_detected(s: dict) -> dict:
                     f"{row['success']:.3f}" + unreliable_flag(s),
             "holds": _holds(ad["auroc"]),
             "comparisons": [auroc_comparison(s["detector"], [f"adaptive@{s['eps']}"], USABLE_AUROC, "adaptive AUROC")]
-            if ad["auroc"] is not None else [],
+            if _defined(s, lambda seed: seed["adaptive"]) else [],
             "untested": UNTESTED}
 
 
@@ -70,14 +76,15 @@ def corruptions_detected(s: dict) -> dict:
     """Poor-quality inputs: every corruption family at every severity the classifier fails on."""
     rows = {f"{family}@{sev}": r["auroc"] for family, by_sev in s["corruptions"].items() for sev, r in by_sev.items()}
     measured = [v for v in rows.values() if v is not None]
+    testable = [k for k in rows if _defined(s, lambda seed, k=k: seed["corruptions"][k.split("@")[0]][k.split("@")[1]])]
     text = ", ".join(f"{k} {_auroc_text(v)}" for k, v in rows.items())
     return {"claim": f"the detector flags poor-quality inputs the classifier gets wrong (mean AUROC over "
                      f"corruptions >= {USABLE_AUROC})",
             "paper": PAPER,
             "ours": f"AUROC {text}" + unreliable_flag(s),
             "holds": bool(measured) and sum(measured) / len(measured) >= USABLE_AUROC,
-            "comparisons": [auroc_comparison(s["detector"], [k for k, v in rows.items() if v is not None],
-                                             USABLE_AUROC, "mean AUROC over corruptions")] if measured else [],
+            "comparisons": [auroc_comparison(s["detector"], testable, USABLE_AUROC, "mean AUROC over corruptions")]
+            if testable else [],
             "untested": UNTESTED}
 
 
