@@ -62,3 +62,24 @@ def write_separable_dataset(out: Path, n_train: int, n_test: int, shard_size: in
 def prepared_dir(tmp_path) -> Path:
     """A tiny prepared dataset (3 separable classes, 16 px) in the real shard format."""
     return write_separable_dataset(tmp_path / "prepared", 48, 24, shard_size=20)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> tuple[Path, Path]:
+    """The whole pipeline on the tiny profile, run once per session with `dvc repro` in a fresh git
+    repo and committed as ``baseline``: ``(repo, pristine)``. ``repo`` is for the end-to-end tests,
+    which go on to run experiments in it; ``pristine`` is a copy taken at the baseline, never
+    changed, for tests that copy it again (tests/test_dvc_workflows.py compares it with a repo run
+    from scratch, and runs the queue in a copy of it). ``train.threads: 1`` everywhere: parallel
+    queue workers then do not compete for cores, and every tiny repo's numbers are comparable."""
+    import shutil
+
+    from tiny import commit, make_repo, run
+
+    top = tmp_path_factory.mktemp("pipeline")
+    repo = make_repo(top / "repo", params={"train": {"threads": 1}})
+    run(["dvc", "repro"], repo)
+    commit(repo, "baseline")
+    pristine = top / "pristine"
+    shutil.copytree(repo, pristine, symlinks=True)
+    return repo, pristine

@@ -1,17 +1,21 @@
-"""DVC workflows on two tiny repos built from scratch: determinism, the queue, a remote, profiles.
+"""DVC workflows on two tiny repos: determinism, the queue, a remote, profiles.
 
-* two `dvc repro` runs from scratch, in two fresh repos, write byte-identical metrics (CPU);
-* `dvc exp run --queue` + `dvc queue start -j 2` on two eps values gives the same metrics as
-  running the two experiments one after the other (in the other repo);
+* ``a`` runs `dvc repro metrics` from scratch in a fresh repo; ``b`` is a copy of the session's
+  whole tiny pipeline (conftest.py, also run from scratch) trimmed to the same experiments, as a
+  user drops experiments from params.yaml: only ``metrics`` re-runs there. Two independent runs
+  from scratch, so every output they share (data, models, attack results, the detector, metrics)
+  must be byte-identical (CPU);
+* `dvc exp run --queue` + `dvc queue start -j 2` on two eps values (in ``b``) gives the same
+  metrics as running the two experiments one after the other (in ``a``);
 * `dvc push` to a local-folder remote, then `dvc pull` into an empty cache and workspace,
   gives back every output byte for byte;
-* switching the profile re-runs the pipeline with the overlay applied, editing one section of
-  the selected profile re-runs only the stages that read it, editing another profile nothing.
+* switching the profile makes every stage stale, editing one section of the selected profile
+  re-runs only the stages that read it (with the new value), editing another profile nothing.
 
 Both repos hold two GTSRB experiments on the tiny profile and the commands target ``metrics``,
 so only its ancestors run: every data stage (train@/attack@ depend on all of data/prepared, as a
-DVC matrix cannot name an entry's dataset), the two experiments and the detector. ``train.threads: 1``: parallel queue workers do
-not compete for cores.
+DVC matrix cannot name an entry's dataset), the two experiments and the detector.
+``train.threads: 1`` (as in conftest.py's pipeline): parallel queue workers do not compete for cores.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import time
 import pytest
 import yaml
 
-from tiny import commit, make_repo, output_files, ran_stages, run, tool_env
+from tiny import commit, make_repo, output_files, ran_stages, run, tool_env, trimmed_copy
 
 pytestmark = pytest.mark.slow
 EXPERIMENTS = ["gtsrb_standard", "gtsrb_pgd_at"]
@@ -35,31 +39,41 @@ ATTACKS = {*(f"attack@{e}-0" for e in EXPERIMENTS), *(f"detect@{d}" for d in DET
 METRICS = ("metrics/robustness.json", "metrics/detection.json", "metrics/claims.json", "metrics/verdicts.json")
 
 
-def _fresh_repo(root):
-    repo = make_repo(root, experiments=EXPERIMENTS, params={"train": {"threads": 1}})
-    assert ran_stages(run(["dvc", "repro", "metrics"], repo)) == PIPELINE
-    commit(repo, "baseline")
-    return repo
-
-
 @pytest.fixture(scope="module")
-def repos(tmp_path_factory):
+def repos(tmp_path_factory, tiny_pipeline):
     top = tmp_path_factory.mktemp("workflows")
-    a, b = _fresh_repo(top / "a"), _fresh_repo(top / "b")
+    a = make_repo(top / "a", experiments=EXPERIMENTS, params={"train": {"threads": 1}})
+    assert ran_stages(run(["dvc", "repro", "metrics"], a)) == PIPELINE
+    commit(a, "baseline")
+    b = trimmed_copy(tiny_pipeline[1], top / "b", EXPERIMENTS)
+    assert ran_stages(run(["dvc", "repro", "metrics"], b)) == {"metrics"}  # the kept stages are up to date
+    commit(b, "baseline")
     yield a, b
     for repo in (a, b):  # no celery worker outlives the test run
         subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=tool_env(), capture_output=True, timeout=120)
 
 
-def test_two_runs_from_scratch_give_byte_identical_metrics(repos):
+def _without_commit(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``files`` with the git commit taken out of every provenance record (the two repos' commits differ)."""
+    out = {}
+    for name, data in files.items():
+        if name.endswith(("provenance.json", "env.json")):
+            record = json.loads(data)
+            for part in (record, *(v for v in record.values() if isinstance(v, dict))):
+                part.pop("git_commit", None)
+            data = json.dumps(record, sort_keys=True).encode()
+        out[name] = data
+    return out
+
+
+def test_two_runs_from_scratch_give_byte_identical_outputs(repos):
     a, b = repos
     for name in METRICS:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    files_a, files_b = output_files(a, ("metrics",)), output_files(b, ("metrics",))  # the plot tables too
-    env_a, env_b = (json.loads(files.pop("metrics/env.json")) for files in (files_a, files_b))
-    assert files_a == files_b
-    for part in ("training", "evaluation"):  # the two repos differ only in their commit
-        assert env_a[part].pop("git_commit") != env_b[part].pop("git_commit") and env_a[part] == env_b[part]
+    roots = ("data", "models", "results", "metrics")  # every output, the plot tables and provenance too
+    files_a, files_b = _without_commit(output_files(a, roots)), _without_commit(output_files(b, roots))
+    assert files_a.keys() == files_b.keys()
+    assert [k for k in files_a if files_a[k] != files_b[k]] == []
     assert json.loads((a / METRICS[0]).read_text()).keys() == set(EXPERIMENTS)
 
 
@@ -144,6 +158,11 @@ def test_adding_a_seed_trains_only_the_new_seed_and_the_claims_pool_both(repos):
     assert (a / "results" / "detect" / DETECTORS[0] / "s1" / "per_sample.npz").is_file()
 
 
+def _stale(status: str) -> set[str]:
+    """The stages a `dvc status` output lists (a stage's name starts a line and ends with ':')."""
+    return {line[:-1] for line in status.splitlines() if line.endswith(":") and not line[0].isspace()}
+
+
 def test_profiles_re_run_what_they_change(repos):
     _, b = repos  # its workspace is the baseline: queued runs happen in copies
     status = ["dvc", "status", "metrics", "--with-deps"]
@@ -156,13 +175,16 @@ def test_profiles_re_run_what_they_change(repos):
     alt = yaml.safe_load((b / "profiles" / "tiny.yaml").read_text())
     alt["attack"]["n_samples"] = 8
     (b / "profiles" / "alt.yaml").write_text(yaml.safe_dump(alt, sort_keys=False))
-    commit(b, "alt profile")
-    assert ran_stages(run(["dvc", "exp", "run", "metrics", "-S", "profile=alt"], b)) == PIPELINE
-    assert {row["n"] for row in json.loads((b / METRICS[0]).read_text()).values()} == {8}  # the overlay applied
+    params = (b / "params.yaml").read_text()
+    (b / "params.yaml").write_text(params.replace("profile: tiny", "profile: alt"))
+    assert _stale(run(status, b)) == PIPELINE  # every stage reads `profile` and its own sections of it
+    (b / "params.yaml").write_text(params)
+    (b / "profiles" / "alt.yaml").unlink()
+    assert "up to date" in run(status, b)
 
-    out = run(["dvc", "exp", "run", "metrics", "-S", "profiles/alt.yaml:attack.n_samples=6"], b)
-    assert ran_stages(out) == ATTACKS  # one section of the profile: only the stages that read it
-    assert {row["n"] for row in json.loads((b / METRICS[0]).read_text()).values()} == {6}
+    out = run(["dvc", "exp", "run", "metrics", "-S", "profiles/tiny.yaml:attack.n_samples=6"], b)
+    assert ran_stages(out) == ATTACKS  # one section of the selected profile: only the stages that read it
+    assert {row["n"] for row in json.loads((b / METRICS[0]).read_text()).values()} == {6}  # the overlay applied
 
 
 def test_local_dir_copy_is_read_in_place_and_tracked_by_dvc(tmp_path):

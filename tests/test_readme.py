@@ -51,6 +51,7 @@ COVERED = [
      "test_gpu_check.py::test_without_cuda_it_says_so_runs_the_cpu_steps_and_writes_the_report"),
     (r"python bench/readme_results\.py", "test_readme.py::test_results_section_is_what_the_metrics_say"),
     (r"python bench/stage_times\.py \S+$", "test_readme.py::test_stage_times_reads_a_timestamped_repro_log"),
+    (r"python bench/seed_stability\.py ", "test_readme.py::test_seed_stability_counts_agreements_and_flips"),
 ]
 
 
@@ -159,3 +160,29 @@ def test_stage_times_reads_a_timestamped_repro_log(tmp_path, capsys):
     (tmp_path / "log").write_text("\n".join(log))
     module.main(str(tmp_path / "log"))
     assert "| `train` | 2 | 40 | 95% |" in capsys.readouterr().out
+
+
+def test_seed_stability_counts_agreements_and_flips(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("seed_stability", ROOT / "bench" / "seed_stability.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = {"effect": 0.1, "ci_low": 0.0, "ci_high": 0.2}
+    a = {"x/0": {**row, "verdict": "holds"}, "x/1": {**row, "verdict": "inconclusive"}, "x/2": {**row, "verdict": "holds"}}
+    b = {"x/0": {**row, "verdict": "holds"}, "x/1": {**row, "verdict": "holds"}, "x/2": {**row, "verdict": "contradicted"}}
+    result = module.compare(a, b)
+    assert (result["n"], result["agree"], result["flips"]) == (3, 1, 1)
+    for name, verdicts in (("a", a), ("b", b)):
+        (tmp_path / name / "metrics").mkdir(parents=True)
+        (tmp_path / name / "metrics" / "verdicts.json").write_text(json.dumps(verdicts))
+        (tmp_path / name / "metrics" / "claims.json").write_text(json.dumps({k: {"claim": k} for k in verdicts}))
+    import sys
+    argv, sys.argv = sys.argv, ["seed_stability.py", str(tmp_path / "a"), str(tmp_path / "b")]
+    try:
+        assert module.main() == 1  # a flip between holds and contradicted fails the check
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr().out
+    assert "1 of 3 verdicts agree; 1 flip" in out and "1 holds -> contradicted, 1 inconclusive -> holds" in out

@@ -80,14 +80,41 @@ def write_params(dest: Path, *, profile: str = "tiny", experiments: list[str] | 
 
 
 def keep_experiments(repo: Path, values: dict, experiments: list[str]) -> None:
-    """Drop every other experiment from ``values`` (params.yaml) and from the repo's profiles."""
+    """Drop every other experiment from ``values`` (params.yaml) and from the repo's profiles, where
+    the rules (``"*"``, ``model=cnn``, ...) stay: they shrink whatever experiments there are."""
+    from attnrobust.config import RULE_FIELDS
+
+    def kept(key: str) -> bool:
+        return key in experiments or key == "*" or key.partition("=")[0] in RULE_FIELDS
+
     values["experiments"] = {k: v for k, v in values["experiments"].items() if k in experiments}
     values["detectors"] = {k: v for k, v in values["detectors"].items() if v["teacher"] in experiments}
     for path in (repo / "profiles").glob("*.yaml"):
         overlay = yaml.safe_load(path.read_text())
-        overlay["experiments"] = {k: v for k, v in overlay["experiments"].items() if k in experiments}
+        overlay["experiments"] = {k: v for k, v in overlay["experiments"].items() if kept(k)}
         overlay["detectors"] = {k: v for k, v in overlay["detectors"].items() if k in values["detectors"]}
         path.write_text(yaml.safe_dump(overlay, sort_keys=False))
+
+
+def trimmed_copy(source: Path, dest: Path, experiments: list[str]) -> Path:
+    """Copy the tiny repo ``source`` (its git history, DVC cache and outputs) to ``dest`` and keep
+    only ``experiments`` there, as a user drops experiments from params.yaml: the outputs of the
+    dropped ones are deleted, and the change is committed. The kept stages stay up to date (their
+    params do not change); ``metrics`` is stale (it reads every experiment)."""
+    shutil.copytree(source, dest, symlinks=True)
+    values = yaml.safe_load((dest / "params.yaml").read_text())
+    dropped = set(values["experiments"]) - set(experiments)
+    detectors = set(values["detectors"])
+    keep_experiments(dest, values, experiments)
+    (dest / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    for exp in dropped:
+        for out in (dest / "models" / exp, dest / "results" / "attack" / exp, dest / "dvclive" / "train" / exp):
+            shutil.rmtree(out, ignore_errors=True)
+    for det in detectors - set(values["detectors"]):
+        for out in (dest / "models" / "detectors" / det, dest / "results" / "detect" / det):
+            shutil.rmtree(out, ignore_errors=True)
+    commit(dest, f"keep {', '.join(experiments)}")
+    return dest
 
 
 def commit(repo: Path, message: str) -> None:
