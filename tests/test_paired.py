@@ -26,6 +26,30 @@ def test_compare_gives_effect_interval_and_p_and_is_seeded():
     assert compare(a, b, threshold=0.6).p < 0.01 and compare(a, b, threshold=c.effect).p > 0.5
 
 
+def _seeds(gaps, n=300, base=0.4):
+    """(k, n) outcomes of a and b whose seed pairs differ by ``gaps`` in accuracy (exactly)."""
+    a, b = [], []
+    for s, gap in enumerate(gaps):
+        b.append(np.arange(n) < base * n)
+        a.append(np.roll(np.arange(n) < (base + gap) * n, 7 * s))  # a different subset of samples per seed
+    return np.array(a), np.array(b)
+
+
+def test_training_noise_counts_seeds_that_disagree_leave_the_claim_open():
+    """The bootstrap resamples seed pairs as well as samples: three seeds with +0.3, +0.3, -0.3 pool to
+    +0.1 on 900 paired outcomes, which the stratified McNemar test alone calls significant, but one
+    seed in three goes the other way, so across training runs the sign is not established."""
+    a, b = _seeds([0.3, 0.3, -0.3])
+    assert mcnemar_exact(a, b) < 1e-3
+    split = compare(a, b)
+    assert split.effect == pytest.approx(0.1, abs=0.01) and split.p > 0.05 and split.ci[0] < 0 < split.ci[1]
+    agree = compare(*_seeds([0.12, 0.1, 0.08]))  # the same mean, seeds that agree
+    assert agree.p < 0.01 and agree.ci[0] > 0
+    assert agree.seed_effects == pytest.approx((0.12, 0.1, 0.08), abs=0.01) and split.as_dict()["seed_sd"] > 0.3
+    one = compare(a[0], b[0])  # one seed: the bootstrap over samples alone
+    assert one.p == pytest.approx(max(mcnemar_exact(a[0], b[0]), 1 / 4000)) and one.ci[0] > 0
+
+
 def test_holm_is_monotone_and_never_below_the_raw_p():
     raw = [0.01, 0.04, 0.03, 0.2]
     adjusted = holm(raw)

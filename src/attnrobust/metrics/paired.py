@@ -3,16 +3,23 @@
 A claim compares experiments evaluated on the same seeded subset of test samples (the same ids),
 so the evidence is paired: each sample is robust under A, under B, both or neither. Every
 experiment is trained once per seed (``train.seeds``), and seed s of A is paired with seed s of
-B, so the outcomes are ``(k, n)`` arrays: k seeds by the same n samples (1-D = one seed). The
-effect is the difference of accuracies over every seed and sample, ``mean(a) - mean(b)``, with
-a 95% paired bootstrap interval that resamples the samples (each with all its seeds, since a
-sample hard for one model is hard for all); the p-value is the exact McNemar test stratified by
-seed (the discordant pairs of every seed pooled: under H0 each splits 50/50 within its seed)
-when the claim is about the sign of the effect, and the same bootstrap when it states a
-threshold ("> 20 points"). Each comparison also reports its per-seed effects, the seed-to-seed
-spread. p-values are Holm-corrected within each paper; a claim ``holds`` when
-its corrected p < alpha and the effect lies on the claimed side of the threshold, is
-``contradicted`` when significant on the other side, and ``inconclusive`` otherwise.
+B, so the outcomes are ``(k, n)`` arrays: k seeds by the same n samples (1-D = one seed).
+
+A claim is about methods, not about k particular trained models, so both sources of noise
+count: the test samples and the training seeds. The effect is the mean over seeds of each seed
+pair's statistic (for accuracies, ``mean(a) - mean(b)``); its 95% interval comes from a
+two-level paired bootstrap that resamples the seed pairs *and* the samples (a drawn sample
+brings all its seeds, since a sample hard for one model is hard for all; with one seed it is the
+bootstrap over samples alone). Resampling samples alone would ignore the training noise: on the
+default run two disjoint seed sets then gave intervals that did not overlap (README, "Stability").
+For a claim about the sign of an accuracy difference the p-value is the larger of the exact
+McNemar test stratified by seed (the discordant pairs of every seed pooled: under H0 each splits
+50/50 within its seed) and the bootstrap's (an intersection-union test: significant on these
+samples *and* across seeds); for a threshold ("> 20 points"), GAP, AUROC and ratio claims it is
+the bootstrap's. Each comparison also reports its per-seed effects, the seed-to-seed spread.
+p-values are Holm-corrected within each paper; a claim ``holds`` when its corrected p < alpha
+and the effect lies on the claimed side of the threshold, is ``contradicted`` when significant
+on the other side, and ``inconclusive`` otherwise.
 """
 from __future__ import annotations
 
@@ -69,6 +76,15 @@ def _resamples(n: int, seed: int, count: int = BOOTSTRAP) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(count, n))
 
 
+def _seed_weights(k: int, seed: int, count: int = BOOTSTRAP) -> np.ndarray:
+    """(count, k) weights of the seed pairs in each resample: k pairs drawn with replacement, each
+    weighted by how often it was drawn, over k (rows sum to 1). One seed: always weight 1."""
+    if k == 1:
+        return np.ones((count, 1))
+    drawn = np.random.default_rng([seed, k]).integers(0, k, size=(count, k))
+    return np.stack([np.bincount(row, minlength=k) for row in drawn]) / k
+
+
 def _interval(boot: np.ndarray) -> tuple[float, float]:
     """The 95% percentile interval of bootstrap effects."""
     return float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
@@ -83,13 +99,19 @@ def _bootstrap_p(boot: np.ndarray, threshold: float) -> float:
 
 def compare(a: np.ndarray, b: np.ndarray, threshold: float = 0.0, seed: int = 0) -> Comparison:
     """Paired comparison of per-sample correctness ``a`` and ``b``: bool, (n,) for one seed or
-    (k, n) for k seeds, seed s of ``a`` paired with seed s of ``b`` on the same n samples."""
+    (k, n) for k seeds, seed s of ``a`` paired with seed s of ``b`` on the same n samples. The
+    interval resamples seed pairs and samples; p is the larger of that bootstrap's and, for the
+    sign (threshold 0), the exact stratified McNemar test's."""
     a, b = _outcomes(a), _outcomes(b)
     if a.shape != b.shape or a.ndim != 2 or a.size == 0:
         raise ValueError(f"need two aligned, non-empty (seeds, samples) outcome arrays, got {a.shape} and {b.shape}")
-    diff = (a.astype(np.float64) - b.astype(np.float64)).mean(axis=0)  # per sample, over seeds
-    boot = diff[_resamples(len(diff), seed)].mean(axis=1)
-    p = mcnemar_exact(a, b) if threshold == 0.0 else _bootstrap_p(boot, threshold)
+    diff = a.astype(np.float64) - b.astype(np.float64)  # (seeds, samples)
+    weights, samples = _seed_weights(len(diff), seed), _resamples(diff.shape[1], seed)
+    boot = np.concatenate([np.take_along_axis(w @ diff, i, axis=1).mean(axis=1)  # in chunks: (count, n) floats
+                           for w, i in zip(np.array_split(weights, 8), np.array_split(samples, 8))])
+    p = _bootstrap_p(boot, threshold)
+    if threshold == 0.0:  # the sign: also exact on these samples
+        p = max(p, mcnemar_exact(a, b))
     seed_effects = tuple(float(e) for e in a.mean(axis=1) - b.mean(axis=1))
     return Comparison(float(diff.mean()), _interval(boot), p, a.shape[1], threshold, seed_effects)
 
@@ -108,8 +130,8 @@ def compare_gap(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, 
     (seeds, N, C), seed s of ``a`` against seed s of ``b``. The effect is the mean over seeds of
     GAP(a_s) - GAP(b_s) (GAP is a ranking pooled over one model's videos, so seeds are never mixed
     in one ranking); its 95% interval and the two-sided p (for effect == threshold) come from one
-    bootstrap over videos, the same resampled videos for both models and every seed (no per-video
-    outcome exists to pair; the videos are the sampled units)."""
+    bootstrap over seed pairs and videos, the same resampled videos for both models and every seed
+    (no per-video outcome exists to pair; the videos are the sampled units)."""
     from attnrobust.metrics.multilabel import gap_at_k
 
     scores_a, scores_b = _per_seed_scores(scores_a), _per_seed_scores(scores_b)
@@ -123,7 +145,8 @@ def compare_gap(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, 
                          for sa, sb in zip(scores_a, scores_b)])
 
     seed_effects = effects(np.arange(len(labels)))
-    boot = np.array([effects(i).mean() for i in _resamples(len(labels), seed, BOOTSTRAP_GAP)])
+    weights = _seed_weights(len(scores_a), seed, BOOTSTRAP_GAP)
+    boot = np.array([w @ effects(i) for w, i in zip(weights, _resamples(len(labels), seed, BOOTSTRAP_GAP))])
     return Comparison(float(seed_effects.mean()), _interval(boot), _bootstrap_p(boot, threshold), len(labels),
                       threshold, tuple(float(e) for e in seed_effects))
 
@@ -135,7 +158,7 @@ def compare_auroc(clean_ok: np.ndarray, clean_score: np.ndarray, conditions: lis
     is a negative) and ``clean_score``; each condition is ``(fooled, score)``: the perturbed input
     fools the classifier (a positive) and its score. The effect is the mean over seeds of the mean
     AUROC over the conditions (positives against the negatives of the same seed); its 95% interval
-    and the two-sided p (for effect == threshold) come from one bootstrap over samples, a
+    and the two-sided p (for effect == threshold) come from one bootstrap over seeds and samples, a
     resampled sample bringing its clean and perturbed scores of every seed along. Resamples where
     some seed and condition has no positive or no negative are dropped (AUROC undefined)."""
     from attnrobust.metrics.detection import auroc
@@ -159,7 +182,8 @@ def compare_auroc(clean_ok: np.ndarray, clean_score: np.ndarray, conditions: lis
     seed_effects = seed_aurocs(np.arange(clean_ok.shape[1]))
     if np.isnan(seed_effects).any():
         raise ValueError("AUROC undefined: no positive or no negative sample in some seed and condition")
-    boot = np.array([seed_aurocs(i).mean() for i in _resamples(clean_ok.shape[1], seed)])
+    weights = _seed_weights(len(clean_ok), seed)
+    boot = np.array([w @ seed_aurocs(i) for w, i in zip(weights, _resamples(clean_ok.shape[1], seed))])
     boot = boot[~np.isnan(boot)]
     return Comparison(float(seed_effects.mean()), _interval(boot), _bootstrap_p(boot, threshold), clean_ok.shape[1],
                       threshold, tuple(float(e) for e in seed_effects))
@@ -170,8 +194,8 @@ def compare_ratio(own_a: np.ndarray, other_a: np.ndarray, own_b: np.ndarray, oth
     """Paired comparison of a ratio of means, ``mean(other) / mean(own)``, of two models on the
     same samples (the latent separation of :mod:`attnrobust.attacks.heads`), (n,) for one seed or
     (k, n): the effect is the mean over seeds of ratio(a_s) - ratio(b_s); the 95% interval and
-    the two-sided p come from one bootstrap over samples, the same samples for both models and
-    every seed."""
+    the two-sided p come from one bootstrap over seed pairs and samples, the same samples for both
+    models and every seed."""
     arrays = [np.asarray(v, np.float64) for v in (own_a, other_a, own_b, other_b)]
     arrays = [v[None] if v.ndim == 1 else v for v in arrays]
     if len({v.shape for v in arrays}) != 1 or arrays[0].ndim != 2 or not arrays[0].size:
@@ -183,7 +207,7 @@ def compare_ratio(own_a: np.ndarray, other_a: np.ndarray, own_b: np.ndarray, oth
         return ratio(own_a, other_a) - ratio(own_b, other_b)
 
     seed_effects = effect(np.arange(own_a.shape[1]))
-    boot = effect(_resamples(own_a.shape[1], seed)).mean(axis=0)
+    boot = (effect(_resamples(own_a.shape[1], seed)) * _seed_weights(own_a.shape[0], seed).T).sum(axis=0)
     return Comparison(float(seed_effects.mean()), _interval(boot), _bootstrap_p(boot, threshold), own_a.shape[1],
                       threshold, tuple(float(e) for e in seed_effects))
 
