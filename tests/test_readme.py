@@ -16,7 +16,7 @@ README = (ROOT / "README.md").read_text()
 COVERED = [
     (r"make run$", "test_readme.py::test_make_targets_run_the_documented_commands"),
     (r"make test$", "test_readme.py::test_make_targets_run_the_documented_commands"),
-    (r"dvc repro train@\w+-\d+$", "test_dvc_workflows.py::test_two_runs_from_scratch_give_byte_identical_metrics"),
+    (r"dvc repro train@\w+-\d+$", "test_dvc_workflows.py::test_two_runs_from_scratch_give_byte_identical_outputs"),
     (r"dvc exp run -S attack\.eps=\d+$", "test_dvc_workflows.py::test_queue_with_two_workers_matches_running_one_after_the_other"),
     (r"dvc exp run -S 'train\.seeds=\[[\d,]+\]'$",
      "test_dvc_workflows.py::test_adding_a_seed_trains_only_the_new_seed_and_the_claims_pool_both"),
