@@ -35,27 +35,29 @@ def comparison(a: str, b: str, column: str, threshold: float, label: str, column
 
 def gap_comparison(a: str, b: str, scores: str, threshold: float, label: str) -> dict:
     """A claim's GAP test: experiment ``a``'s per-video ``<scores>_scores`` (scores.npz) against
-    ``b``'s on the same videos, GAP@20 claimed higher by more than ``threshold`` (paired bootstrap)."""
+    ``b``'s on the same videos, GAP@20 claimed higher by more than ``threshold`` (paired bootstrap
+    over seeds and videos)."""
     return {"a": a, "b": b, "statistic": "gap", "scores": scores, "threshold": threshold, "label": label}
 
 
 def auroc_comparison(detector: str, conditions: list[str], threshold: float, label: str) -> dict:
     """A detector claim's test: the mean AUROC over ``conditions`` (``<attack>@<eps>`` of
-    results/detect/<detector>/per_sample.npz) above ``threshold`` (a bootstrap over samples)."""
+    results/detect/<detector>/per_sample.npz) above ``threshold`` (a bootstrap over seeds and samples)."""
     return {"a": detector, "b": None, "statistic": "auroc", "conditions": list(conditions), "threshold": threshold,
             "label": label}
 
 
 def ratio_comparison(a: str, b: str, own: str, other: str, label: str) -> dict:
     """A claim's test of ``mean(other) / mean(own)`` (per-sample columns of scores.npz), higher for
-    ``a`` than for ``b`` on the same samples (paired bootstrap)."""
+    ``a`` than for ``b`` on the same samples (paired bootstrap over seeds and samples)."""
     return {"a": a, "b": b, "statistic": "ratio", "own": own, "other": other, "threshold": 0.0, "label": label}
 
 
 def race_comparison(exp: str, glances_hi: int, glances_lo: int, steps: int, label: str) -> dict:
     """A race claim's test: experiment ``exp``'s per-sample worst-case outcomes (summary
     ``race.worst_correct``, every seed) unrolled for ``glances_hi`` against ``glances_lo`` glances,
-    under the race's attack of ``steps`` steps, the same samples (exact McNemar, stratified by seed)."""
+    under the race's attack of ``steps`` steps, the same samples (exact McNemar stratified by seed
+    and the bootstrap over seeds and samples)."""
     return {"a": exp, "b": None, "statistic": "race", "glances": [glances_hi, glances_lo], "steps": steps,
             "threshold": 0.0, "label": label}
 

@@ -109,11 +109,12 @@ def claims_section(inp: ReportInputs) -> str:
             "samples) counts as a tie). *test* is the paired comparison behind the verdict: the effect (difference "
             "of per-sample robust accuracy on the same attacked samples, averaged over the training seeds, seed s "
             "of one experiment paired with seed s of the other), its 95% paired bootstrap interval (resampling the "
-            "samples, each with all its seeds), n samples x k seeds, the per-seed effects (the seed-to-seed "
-            "spread) and the p-value (exact McNemar stratified by seed; a bootstrap test for a threshold such as "
-            "\"> 20 points\"), Holm-corrected within each paper. *verdict*: **holds** or **contradicted** at "
-            "alpha = 0.05, else **inconclusive** (also every claim whose statistic has no per-sample test yet). "
-            "The interval covers the sampling of test images; the per-seed effects show the training noise.", "",
+            "seed pairs and the samples, each sample with all its seeds, so that it covers the training noise as "
+            "well as the sampling of test images), n samples x k seeds, the per-seed effects (the seed-to-seed "
+            "spread) and the p-value (for the sign of an accuracy difference the larger of the exact McNemar test "
+            "stratified by seed and that bootstrap's; the bootstrap's for a threshold such as \"> 20 points\"), "
+            "Holm-corrected within each paper. *verdict*: **holds** or **contradicted** at alpha = 0.05, else "
+            "**inconclusive** (also every claim whose statistic has no per-sample test yet).", "",
             table(["paper", "claim", "paper's number", "ours", "direction", "test", "verdict", "unreliable"], rows), ""]
     return "\n".join(out)
 
