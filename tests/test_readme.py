@@ -148,12 +148,18 @@ def test_results_section_is_what_the_metrics_say():
     assert expected in README, "README results are stale: paste `python bench/readme_results.py` between its markers"
 
 
-def test_stage_times_reads_a_timestamped_repro_log(tmp_path, capsys):
+def _bench(name: str):
+    """bench/<name>.py as a module (bench/ is scripts, not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("stage_times", ROOT / "bench" / "stage_times.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_times_reads_a_timestamped_repro_log(tmp_path, capsys):
+    module = _bench("stage_times")
     log = ["10.0 Running stage 'train@a':", "15.0 ...", "40.0 Running stage 'train@b':",
            "50.0 Running stage 'attack@a':", "52.0 done"]
     assert module.stage_seconds(log) == {"train@a": 30.0, "train@b": 10.0, "attack@a": 2.0}
@@ -163,12 +169,9 @@ def test_stage_times_reads_a_timestamped_repro_log(tmp_path, capsys):
 
 
 def test_seed_stability_counts_agreements_and_flips(tmp_path, capsys):
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("seed_stability", ROOT / "bench" / "seed_stability.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _bench("seed_stability")
     row = {"effect": 0.1, "ci_low": 0.0, "ci_high": 0.2}
     a = {"x/0": {**row, "verdict": "holds"}, "x/1": {**row, "verdict": "inconclusive"}, "x/2": {**row, "verdict": "holds"}}
     b = {"x/0": {**row, "verdict": "holds"}, "x/1": {**row, "verdict": "holds"}, "x/2": {**row, "verdict": "contradicted"}}
