@@ -11,10 +11,18 @@ LOCK        := requirements/lock.txt
 PIP_LOCK    := requirements/pip.txt
 PIP_VERSION := 26.3
 
-.PHONY: run test test-fast bench lock
+.PHONY: run run-real test test-fast bench lock
 
 run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+
+# real GTSRB and COCO from existing copies in the official layout (README: "Results on real data");
+# a DVC experiment, so the workspace's default results stay as they are
+GTSRB_DIR ?= ../shared/data/gtsrb
+COCO_DIR  ?= ../shared/data/coco-mini
+run-real: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc exp run -n real-cpu -S profile=real-cpu \
+	  -S data.gtsrb.local_dir=$(GTSRB_DIR) -S data.coco.local_dir=$(COCO_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest
