@@ -44,3 +44,27 @@ def test_committed_dvc_lock_is_current():
     stale = stale_stages(json.loads(done.stdout or "{}"))
     assert not stale, ("dvc.lock was not made by this code: run `dvc repro` and commit dvc.lock, metrics/ and "
                        "reports/ from that run\n" + "\n".join(f"  {s}: {', '.join(w)}" for s, w in stale.items()))
+
+
+def test_committed_dvc_lock_has_no_entry_of_a_stage_that_is_gone():
+    """DVC keeps the lock entry of a removed stage, and every stage of a repro parses and rewrites the
+    whole file: an entry of no stage is dead weight (bench/prune_lock.py drops them)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from prune_lock import stale_entries
+
+    assert stale_entries(ROOT) == [], "run `python bench/prune_lock.py` and commit dvc.lock"
+
+
+def test_prune_lock_drops_only_the_entries_of_missing_stages(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from prune_lock import prune
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "dvc.yaml").write_text("stages:\n  a:\n    cmd: echo a\n")
+    lock = ("schema: '2.0'\nstages:\n  a:\n    cmd: echo a\n  gone:\n    cmd: echo gone\n    outs:\n"
+            "    - path: x\n      md5: 0123\n")
+    (tmp_path / "dvc.lock").write_text(lock)
+    assert prune(tmp_path) == ["gone"]
+    assert (tmp_path / "dvc.lock").read_text() == "schema: '2.0'\nstages:\n  a:\n    cmd: echo a\n"
+    assert prune(tmp_path) == []
