@@ -21,7 +21,7 @@ run: $(STAMP)
 GTSRB_DIR ?= ../shared/data/gtsrb
 COCO_DIR  ?= ../shared/data/coco-mini
 run-real: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc exp run -n real-cpu -S profile=real-cpu \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc exp run -S profile=real-cpu \
 	  -S data.gtsrb.local_dir=$(GTSRB_DIR) -S data.coco.local_dir=$(COCO_DIR)
 
 test: $(STAMP)
