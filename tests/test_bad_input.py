@@ -78,8 +78,9 @@ def work(tmp_path_factory):
     w = tmp_path_factory.mktemp("bad_input")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(w)  # dvclive inspects the git repo around the cwd
-        params = write_params(w, experiments=EXPERIMENTS, params={"train": {"device": "cpu", "threads": 1},
-                                                                  "attack": {"device": "cpu"}})
+        params = write_params(w, experiments=EXPERIMENTS, params={
+            "train": {"device": "cpu", "threads": 1}, "attack": {"device": "cpu"},
+            "data": {d: {"local_dir": f"raw/{d}"} for d in ("gtsrb", "coco")}})  # fetch@'s output below
         p = ["--params", params]
         for dataset in ("gtsrb", "coco", "video"):
             ok(fetch_stage, "--dataset", dataset, "--out", w / "raw" / dataset, *p)

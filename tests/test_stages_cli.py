@@ -114,3 +114,18 @@ def test_bad_data_source_is_refused(params, tmp_path):
     result = runner.invoke(fetch_stage.app, ["--dataset", "gtsrb", "--out", str(tmp_path / "raw"),
                                              "--params", str(params)])
     assert "data.source" in str(result.exception) and not (tmp_path / "raw").exists()
+
+
+def test_fetch_makes_nothing_when_local_dir_names_another_copy(params, tmp_path):
+    """With data.gtsrb.local_dir at an existing copy, fetch@gtsrb neither downloads nor generates (for
+    either data.source): its output is a note, and masks@gtsrb refuses that folder with the fix."""
+    values = yaml.safe_load(params.read_text())
+    values["data"]["gtsrb"]["local_dir"] = str(tmp_path / "shared-copy")
+    params.write_text(yaml.safe_dump(values))
+    out = tmp_path / "raw"
+    _ok(runner.invoke(fetch_stage.app, ["--dataset", "gtsrb", "--out", str(out), "--params", str(params)]))
+    assert [p.name for p in out.iterdir()] == ["NOT_USED.txt"]
+    assert "shared-copy" in (out / "NOT_USED.txt").read_text()
+    result = runner.invoke(masks_stage.app, ["--dataset", "gtsrb", "--raw", str(out), "--out", str(tmp_path / "prep"),
+                                             "--params", str(params)])
+    assert "dvc repro fetch@gtsrb" in str(result.exception) and not (tmp_path / "prep").exists()

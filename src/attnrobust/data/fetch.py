@@ -2,8 +2,8 @@
 
 Both write the same on-disk layout, so the parsers downstream cannot tell them apart. When
 ``data.<dataset>.local_dir`` names another folder (an existing copy in the official layout, which
-masks@<dataset> reads and DVC tracks as its dependency), nothing is downloaded (the synthetic
-data, seconds to make, is still written).
+masks@<dataset> reads and DVC tracks as its dependency), nothing is downloaded or generated: the
+output holds only a note saying so (masks@ refuses it if local_dir is later pointed back here).
 The output directory is replaced atomically: a failed fetch leaves the previous one intact.
 """
 from __future__ import annotations
@@ -44,11 +44,11 @@ def fetch_dataset(dataset: str, out_dir: Path, *, source: Literal["synthetic", "
     gen = generators[dataset]
     cfg = build(gen.config, synth_values, where)  # validated even for real data: typos fail early
     local_dir = Path(cfg.local_dir)
-    if source == "real" and local_dir.resolve() != Path(out_dir).resolve():  # masks@ reads the copy: no download
+    if local_dir.resolve() != Path(out_dir).resolve():  # masks@ reads the copy: nothing to download or generate
         with replace_dir(Path(out_dir)) as staging:
             (staging / "NOT_USED.txt").write_text(
                 f"masks@{dataset} reads data.{dataset}.local_dir ({local_dir.as_posix()}), not this folder.\n")
-        print(f"[fetch {dataset}] data.{dataset}.local_dir is {local_dir}: nothing fetched", file=sys.stderr)
+        print(f"[fetch {dataset}] data.{dataset}.local_dir is {local_dir}: nothing fetched or generated", file=sys.stderr)
         return
     if source == "real":
         from attnrobust.data.sources import fetch_real
