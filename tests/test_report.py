@@ -215,3 +215,46 @@ def test_perturbation_display_maps_minus_eps_to_black_and_plus_eps_to_white():
     x_adv = x + np.array([-8, 0, 8], np.float32)[None, None, :] / 255
     shown = amplified(x_adv, x, 8)  # (1, 3, 3) HWC
     assert np.allclose(shown[0, :, 0], [0.0, 0.5, 1.0], atol=1e-6)
+
+
+def _beside_run(workspace, folder, profile="real-cpu"):
+    """runs/<name>/ as bench/save_run.py keeps it: run.json and metrics/ of a run of another profile,
+    here the workspace's own metrics with gtsrb_base's accuracy changed and one verdict flipped."""
+    sys.path.insert(0, str(ROOT / "stages"))
+    from metrics import verdict_row
+
+    robustness = json.loads((workspace / "metrics" / "robustness.json").read_text())
+    robustness["gtsrb_base"] = {**robustness["gtsrb_base"], "clean_acc": 0.8125, "robust_acc": 0.0625}
+    claims = json.loads((workspace / "metrics" / "claims.json").read_text())
+    first = next(iter(claims))
+    verdicts = {k: verdict_row(c) for k, c in claims.items()}
+    verdicts[first] = {**verdicts[first], "verdict": "holds" if claims[first]["verdict"] != "holds" else "contradicted"}
+    write_json(folder / "metrics" / "robustness.json", robustness)
+    write_json(folder / "metrics" / "verdicts.json", verdicts)
+    write_json(folder / "metrics" / "claims.json", claims)
+    write_json(folder / "metrics" / "detection.json", {})
+    write_json(folder / "metrics" / "env.json", {"evaluation": {"git_commit": "abc123"}})
+    write_json(folder / "run.json", {"profile": profile, "command": "make run-real", "about": "Real data.",
+                                     "wall_min": 41.5})
+    return first
+
+
+def test_a_committed_run_of_another_profile_is_shown_beside_this_one(workspace, tmp_path):
+    first = _beside_run(workspace, tmp_path / "runs" / "real-cpu")
+    text = _run(workspace, tmp_path / "reports", beside=tmp_path / "runs" / "real-cpu")
+    section = text.split("## Beside: profile `real-cpu`", 1)[1].split("\n## ", 1)[0]
+    assert "commit abc123 with `make run-real` in 41.5 min" in section
+    assert "| gtsrb_base | 0.600 | 0.812 |" in section  # clean: this run, then the other
+    assert "| 0.150 | 0.062 |" in section  # robust (worst case): both
+    row = next(line for line in section.splitlines() if line.startswith(f"| `{first}`"))
+    assert row.rstrip(" |").endswith("yes")  # the flipped verdict is marked
+    assert "video_plain" not in section  # image experiments only (the video has no accuracy)
+    (tmp_path / "runs" / "real-cpu" / "metrics" / "verdicts.json").unlink()  # a half-kept run: said, not shown
+    text = _run(workspace, tmp_path / "again", beside=tmp_path / "runs" / "real-cpu")
+    assert "## Beside" not in text and "real-cpu/metrics/verdicts.json" in text.split("## Inputs not found")[1]
+
+
+def test_the_beside_section_of_a_run_of_that_same_profile_points_at_the_committed_one(workspace, tmp_path):
+    _beside_run(workspace, tmp_path / "runs" / "default", profile="default")
+    text = _run(workspace, tmp_path / "reports", beside=tmp_path / "runs" / "default")
+    assert "_This is a run of that profile;" in text and "| gtsrb_base | 0.600 | 0.812 |" not in text

@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIED_FILES = ("dvc.yaml", ".dvcignore", ".gitignore")
-COPIED_DIRS = ("stages", "src")
+COPIED_DIRS = ("stages", "src", "runs")  # runs/: the kept real-data run, a dep of the report stage
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                 "GIT_COMMITTER_EMAIL": "t@t"}
 
@@ -99,8 +99,10 @@ def keep_experiments(repo: Path, values: dict, experiments: list[str]) -> None:
 def trimmed_copy(source: Path, dest: Path, experiments: list[str]) -> Path:
     """Copy the tiny repo ``source`` (its git history, DVC cache and outputs) to ``dest`` and keep
     only ``experiments`` there, as a user drops experiments from params.yaml: the outputs of the
-    dropped ones are deleted, and the change is committed. The kept stages stay up to date (their
-    params do not change); ``metrics`` is stale (it reads every experiment)."""
+    dropped ones are deleted, their dvc.lock entries dropped (bench/prune_lock.py: DVC keeps them,
+    and every stage of a later repro would parse them), and the change is committed. The kept
+    stages stay up to date (their params do not change); ``metrics`` is stale (it reads every
+    experiment)."""
     shutil.copytree(source, dest, symlinks=True)
     values = yaml.safe_load((dest / "params.yaml").read_text())
     dropped = set(values["experiments"]) - set(experiments)
@@ -113,6 +115,10 @@ def trimmed_copy(source: Path, dest: Path, experiments: list[str]) -> Path:
     for det in detectors - set(values["detectors"]):
         for out in (dest / "models" / "detectors" / det, dest / "results" / "detect" / det):
             shutil.rmtree(out, ignore_errors=True)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from prune_lock import prune
+
+    prune(dest)
     commit(dest, f"keep {', '.join(experiments)}")
     return dest
 

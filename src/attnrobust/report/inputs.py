@@ -35,6 +35,7 @@ class RunInfo:
     """What was run, from params.yaml: ``data.source``, ``experiments`` and the shared ``train``."""
 
     data_source: str = "unknown"
+    profile: str = "default"
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class ReportInputs:
     examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # <exp>/s<first seed>/examples.npz
     detect: dict[str, dict] = field(default_factory=dict)  # results/detect/<name>/s<seed>/summary.json, pooled
     env: dict[str, dict] | None = None  # metrics/env.json: {"evaluation": {...}, "training": {...}}
+    beside: dict[str, Any] | None = None  # a committed run of another profile (runs/<name>/), see load_beside
     missing: list[str] = field(default_factory=list)  # inputs looked for and not found, for the report
 
     def experiments(self) -> list[str]:
@@ -146,9 +148,10 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_inputs(run: RunInfo, *, metrics: Path, claims: Path, plots: Path, results: Path,
-                detect: Path | None = None, env: Path | None = None) -> ReportInputs:
+                detect: Path | None = None, env: Path | None = None, beside: Path | None = None) -> ReportInputs:
     """Read every input that exists; record what was looked for and not found in ``missing``."""
     inp = ReportInputs(run)
+    inp.beside = load_beside(beside, inp.missing) if beside is not None else None
     inp.robustness = _json(Path(metrics), inp.missing)
     inp.claims = _json(Path(claims), inp.missing)
     inp.env = _json(Path(env), inp.missing) if env is not None else None
@@ -175,6 +178,21 @@ def load_inputs(run: RunInfo, *, metrics: Path, claims: Path, plots: Path, resul
             if found is not None:
                 inp.detect[folder.name] = found
     return inp
+
+
+BESIDE_FILES = ("run.json", "metrics/robustness.json", "metrics/verdicts.json", "metrics/claims.json",
+                "metrics/detection.json", "metrics/env.json")
+
+
+def load_beside(folder: Path, missing: list[str]) -> dict[str, Any] | None:
+    """A committed run of another profile, ``runs/<name>/`` (``run.json``: its profile, command and
+    time; ``metrics/``: its metrics files), as ``{"dir", "run", "robustness", ...}``; None, recorded
+    as missing, when a file is absent."""
+    folder = Path(folder)
+    found = {name: _json(folder / name, missing) for name in BESIDE_FILES}
+    if any(v is None for v in found.values()):
+        return None
+    return {"dir": folder.as_posix(), **{Path(name).stem: v for name, v in found.items()}}
 
 
 def _pooled(folder: Path, seeds: list[int], missing: list[str]) -> dict | None:

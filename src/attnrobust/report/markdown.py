@@ -229,3 +229,43 @@ def missing_section(missing: Sequence[str]) -> str:
     if not missing:
         return ""
     return "\n".join(["## Inputs not found", "", *(f"- `{m}`" for m in missing), ""])
+
+
+def beside_section(inp: ReportInputs) -> str:
+    """This run's image experiments and claims next to a committed run of another profile
+    (``runs/<name>/``, e.g. the real-data run), side by side, with each verdict's interval."""
+    other = inp.beside
+    if other is None:
+        return ""
+    run = other["run"]
+    out = [f"## Beside: profile `{run.get('profile')}` (`{other['dir']}`)", ""]
+    if run.get("profile") == inp.run.profile:
+        return "\n".join(out + [f"_This is a run of that profile; `{other['dir']}` holds the committed one._", ""])
+    out += [f"{run.get('about', '')} Its own report: `{other['dir']}/reports/report.md`; produced by commit "
+            f"{other['env'].get('evaluation', {}).get('git_commit')} with `{run.get('command')}` in "
+            f"{run.get('wall_min')} min. The models and schedules differ between the two profiles, so a "
+            "difference between the columns mixes the data with the training settings; within a column, the "
+            "claims compare like with like.", ""]
+    ours, theirs = inp.robustness or {}, other["robustness"]
+    names = [n for n in inp.experiments() if "clean_acc" in ours.get(n, {}) and "clean_acc" in theirs.get(n, {})]
+    rows = [[n, *(float(src[n][k]) for k in ("clean_acc", "pgd_acc", "robust_acc") for src in (ours, theirs)),
+             f"{theirs[n].get('n')} x {theirs[n].get('seeds', 1)}"] for n in names]
+    here, there = "this run", f"`{run.get('profile')}`"
+    out += [table(["experiment", *(f"{what}, {who}" for what in ("clean", "PGD", "robust") for who in (here, there)),
+                   f"n x seeds, {there}"], rows), ""]
+    verdicts = other["verdicts"]
+    rows = []
+    for key, c in (inp.claims or {}).items():
+        if key not in verdicts:
+            continue
+        t, v = (c.get("tests") or [None])[0], verdicts[key]
+        mine = (f"{t['effect']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]" if t else "untested")
+        theirs_cell = (f"{v['effect']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]"
+                       if v.get("effect") is not None else "untested")
+        rows.append([f"`{key}` {c.get('claim', '')}", mine, f"**{c.get('verdict')}**", theirs_cell,
+                     f"**{v.get('verdict')}**", "yes" if c.get("verdict") != v.get("verdict") else ""])
+    out += ["Claims: the first test's effect with its 95% paired bootstrap interval, and the verdict (Holm-corrected "
+            "within each paper, as in the claims table).", "",
+            table(["claim", f"effect, {here}", f"verdict, {here}", f"effect, {there}", f"verdict, {there}",
+                   "differs"], rows), ""]
+    return "\n".join(out)
