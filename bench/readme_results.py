@@ -1,9 +1,12 @@
-"""Print the README's results section from the committed metrics, so no number is copied by hand.
+"""Print the README's results sections from the committed metrics, so no number is copied by hand.
 
-    python bench/readme_results.py > /tmp/results.md   # then paste between the README's markers
+    python bench/readme_results.py > /tmp/results.md                       # the default run
+    python bench/readme_results.py --run runs/real-cpu > /tmp/real.md       # a kept run of another profile
 
-Reads metrics/robustness.json, metrics/detection.json, metrics/claims.json and metrics/env.json.
-tests/test_readme.py checks that the README holds exactly what this prints.
+then paste each between its markers in the README. Reads metrics/robustness.json,
+metrics/detection.json, metrics/claims.json and metrics/env.json (for a kept run, those under
+runs/<name>/ and its run.json). tests/test_readme.py checks that the README holds exactly what
+this prints.
 """
 from __future__ import annotations
 
@@ -19,24 +22,39 @@ from attnrobust.provenance import describe  # noqa: E402
 BEGIN, END = "<!-- results: begin (bench/readme_results.py) -->", "<!-- results: end -->"
 
 
-def _read(name: str) -> dict:
-    return json.loads((ROOT / "metrics" / name).read_text())
+def markers(run: str | None) -> tuple[str, str]:
+    """The README's markers around the block for the default run (None) or for ``runs/<name>``."""
+    if run is None:
+        return BEGIN, END
+    return f"<!-- results of {run}: begin (bench/readme_results.py --run {run}) -->", f"<!-- results of {run}: end -->"
+
+
+def _read(name: str, root: Path = ROOT) -> dict:
+    return json.loads((root / "metrics" / name).read_text())
 
 
 def _row(cells) -> str:
     return "| " + " | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells) + " |"
 
 
-def results_section() -> str:
-    robustness, detection, claims, env = (_read(n) for n in ("robustness.json", "detection.json", "claims.json",
-                                                                "env.json"))
+def results_section(run: str | None = None) -> str:
+    """The default run's block, or with ``run`` (``runs/<name>``, from bench/save_run.py) that run's:
+    its data and command first, then the same tables (its video, if synthetic, left to its report)."""
+    root = ROOT / run if run else ROOT
+    robustness, detection, claims, env = (_read(n, root) for n in ("robustness.json", "detection.json", "claims.json",
+                                                                      "env.json"))
+    kept = json.loads((root / "run.json").read_text()) if run else None
     images = {k: v for k, v in robustness.items() if "clean_acc" in v}
     videos = {k: v for k, v in robustness.items() if "clean_gap" in v}
     n_images, n_videos = ({v["n"] for v in group.values()} for group in (images, videos))
     seeds = sorted({v.get("seeds", 1) for v in robustness.values()})
     seeds_text = "one training seed" if seeds == [1] else f"{'/'.join(map(str, seeds))} training seeds per experiment"
-    out = [BEGIN, "",
-           f"Synthetic data, `attack.eps: {next(iter(robustness.values()))['eps']}`, {seeds_text}, "
+    begin, end = markers(run)
+    data_text = (f"{kept['about']} Profile `{kept['profile']}`, `{kept['command']}`: {kept['stages']} stages in "
+                 f"{kept['wall_min']} min here; the run's own report is `{run}/reports/report.md`. "
+                 if kept else "Synthetic data, ")
+    out = [begin, "",
+           f"{data_text}`attack.eps: {next(iter(robustness.values()))['eps']}`, {seeds_text}, "
            f"{'/'.join(map(str, sorted(n_images)))} attacked test images per seed "
            f"({'/'.join(map(str, sorted(n_videos)))} videos), the same for every seed and experiment; every number "
            "is the mean over the seeds, and ± is the seed-to-seed standard deviation. Produced by "
@@ -52,11 +70,12 @@ def results_section() -> str:
     out += [_row([k, sd(v, "clean_acc"), v["fgsm_acc"], v["pgd_acc"], v["pgd_targeted_acc"],
                   v.get("pgd_suite_acc", "n/a"), sd(v, "robust_acc"),
                   "unreliable: " + v["failed_checks"] if v["unreliable"] else ""]) for k, v in sorted(images.items())]
-    out += ["", "| video experiment (GAP@20) | clean | FGSM | PGD (BCE) | PGD (margin) | robust |",
-            "|---|---|---|---|---|---|"]
-    out += [_row([k, sd(v, "clean_gap"), v["fgsm_gap"], v["pgd_gap"], v.get("pgd_margin_gap", "n/a"),
-                  sd(v, "robust_gap")])
-            for k, v in sorted(videos.items())]
+    if not kept:
+        out += ["", "| video experiment (GAP@20) | clean | FGSM | PGD (BCE) | PGD (margin) | robust |",
+                "|---|---|---|---|---|---|"]
+        out += [_row([k, sd(v, "clean_gap"), v["fgsm_gap"], v["pgd_gap"], v.get("pgd_margin_gap", "n/a"),
+                      sd(v, "robust_gap")])
+                for k, v in sorted(videos.items())]
     out += ["", "| detector | clean acc (accepted) | AUROC PGD / adaptive | attack success PGD / adaptive | "
                 "corruptions mean AUROC |", "|---|---|---|---|---|"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -82,8 +101,8 @@ def results_section() -> str:
             effect, p = "untested: " + c["untested"], "-"
         flag = " (unreliable evaluation)" if c["unreliable"] else ""
         out.append(_row([f"`{key}` {c['claim']}", effect, p, f"**{c['verdict']}**{flag}"]))
-    return "\n".join(out + ["", END])
+    return "\n".join(out + ["", end])
 
 
 if __name__ == "__main__":
-    print(results_section())
+    print(results_section(sys.argv[2] if sys.argv[1:2] == ["--run"] else None))

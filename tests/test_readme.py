@@ -45,6 +45,7 @@ COVERED = [
     (r"export ATTNROBUST_TORCHRUN_ARGS=.+",
      "test_distributed.py::test_who_is_launched"),
     (r"python stages/train\.py .+", "test_stages_cli.py::test_stages_chain_fetch_masks_train_attack_metrics"),
+    (r"make run-real$", "test_readme.py::test_make_run_real_runs_the_real_cpu_profile_on_the_local_copies"),
     (r"make test-fast$", "test_lock.py::test_run_test_bench_install_from_the_lock_and_ci_runs_make_test"),
     (r"make lock$", "test_lock.py::test_make_lock_regenerates_both_locks_from_pyproject"),
     (r"bash bench/gpu_check\.sh \S+$",
@@ -97,6 +98,22 @@ def test_make_targets_run_the_documented_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_make_run_real_runs_the_real_cpu_profile_on_the_local_copies():
+    """`make run-real` is the README's local-copy command with the real-cpu profile (its run is kept in
+    runs/real-cpu; tests/test_dvc_workflows.py runs a local copy through DVC)."""
+    env = {**os.environ, "MAKEFLAGS": ""}
+    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "run-real"], cwd=ROOT, capture_output=True,
+                          text=True, env=env)
+    command = " ".join(done.stdout.replace("\\\n", " ").split())  # make -n keeps the line continuation
+    assert done.returncode == 0 and command.endswith(
+        "dvc exp run -S profile=real-cpu -S data.gtsrb.local_dir=../shared/data/gtsrb "
+        "-S data.coco.local_dir=../shared/data/coco-mini"), done.stdout
+    moved = subprocess.run(["make", "-n", "-W", "pyproject.toml", "run-real", "GTSRB_DIR=/d/g", "COCO_DIR=/d/c"],
+                           cwd=ROOT, capture_output=True, text=True, env=env).stdout
+    assert "data.gtsrb.local_dir=/d/g" in moved and "data.coco.local_dir=/d/c" in moved
+    assert (ROOT / "profiles" / "real-cpu.yaml").is_file()
+
+
 @pytest.fixture
 def api_workspace(tmp_path, monkeypatch):
     """The paths the README's API block names, on tiny data: data/prepared/gtsrb (43 classes, as the
@@ -146,6 +163,10 @@ def test_results_section_is_what_the_metrics_say():
     spec.loader.exec_module(module)
     expected = module.results_section()
     assert expected in README, "README results are stale: paste `python bench/readme_results.py` between its markers"
+    for run in sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "runs").glob("*/run.json")):
+        run = run.rsplit("/", 1)[0]
+        assert module.results_section(run) in README, (
+            f"README results of {run} are stale: paste `python bench/readme_results.py --run {run}` between its markers")
 
 
 def _bench(name: str):
