@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stage_times import stage_seconds  # noqa: E402
+from stage_times import by_family, stage_seconds  # noqa: E402
 
 METRICS = ("robustness.json", "verdicts.json", "claims.json", "detection.json", "env.json")
 
@@ -39,12 +39,14 @@ def save_run(workspace: Path, logs: list[Path], name: str, command: str, about: 
     """Copy the run's results from ``workspace`` to ``runs/<name>/``. ``logs``: the run's timestamped
     output, one file per invocation when it was interrupted and resumed (times are summed; a stage
     that ran in two of them counts both parts)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(workspace), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
     env = json.loads((workspace / "metrics" / "env.json").read_text())
-    changed = subprocess.run(["git", "-C", str(workspace), "status", "--porcelain", "--", "src", "stages", "dvc.yaml",
-                              "profiles"], capture_output=True, text=True, check=True).stdout
+    changed = git("status", "--porcelain", "--", "src", "stages", "dvc.yaml", "profiles")
     commits = {part.get("git_commit") for part in env.values() if isinstance(part, dict)}
-    head = subprocess.run(["git", "-C", str(workspace), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = git("rev-parse", "HEAD")
     if changed or not all(c and head.startswith(str(c)) for c in commits):  # env.json holds a short hash
         raise SystemExit(f"{workspace}: the run's code is not its commit's (changed: {changed.split() or 'none'}; "
                          f"metrics/env.json commits {sorted(map(str, commits))}, HEAD {head}); keep only a run of "
@@ -56,9 +58,7 @@ def save_run(workspace: Path, logs: list[Path], name: str, command: str, about: 
         for stage, s in stage_seconds(lines).items():
             seconds[stage] += s
         wall += float(lines[-1].split(" ", 1)[0]) - float(lines[0].split(" ", 1)[0])
-    families: dict[str, float] = defaultdict(float)
-    for stage, s in seconds.items():
-        families[stage.split("@")[0]] += s
+    families = {family: sum(values) for family, values in by_family(seconds).items()}
     out = runs / name
     if out.exists():
         shutil.rmtree(out)
@@ -71,9 +71,11 @@ def save_run(workspace: Path, logs: list[Path], name: str, command: str, about: 
     profile = yaml.safe_load((workspace / "params.yaml").read_text()).get("profile", "default")
     if profile != "default":  # the overlay as the run read it (the committed one may have moved on since)
         shutil.copy2(workspace / "profiles" / f"{profile}.yaml", out / f"profile-{profile}.yaml")
-    run = {"profile": profile, "command": command, "about": about, "commit": head, "wall_min": round(wall / 60, 1), "invocations": len(logs),
-           "stages": len(seconds), "stage_seconds": {k: round(v) for k, v in sorted(families.items(), key=lambda kv: -kv[1])},
-           "slowest": {k: round(v) for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])[:5]}}
+    largest_first = lambda d: sorted(d.items(), key=lambda kv: -kv[1])  # noqa: E731
+    run = {"profile": profile, "command": command, "about": about, "commit": head, "wall_min": round(wall / 60, 1),
+           "invocations": len(logs), "stages": len(seconds),
+           "stage_seconds": {k: round(v) for k, v in largest_first(families)},
+           "slowest": {k: round(v) for k, v in largest_first(seconds)[:5]}}
     (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
     return out
 

@@ -24,11 +24,17 @@ def stage_seconds(lines: list[str]) -> dict[str, float]:
     return {name: times[i + 1] - t for i, (t, name) in enumerate(starts)}
 
 
-def main(path: str) -> None:
-    seconds = stage_seconds(Path(path).read_text().splitlines())
+def by_family(seconds: dict[str, float]) -> dict[str, list[float]]:
+    """Stage seconds grouped by family (``train@a-0`` -> ``train``), in first-seen order."""
     families: dict[str, list[float]] = defaultdict(list)
     for name, s in seconds.items():
         families[name.split("@")[0]].append(s)
+    return families
+
+
+def main(path: str) -> None:
+    seconds = stage_seconds(Path(path).read_text().splitlines())
+    families = by_family(seconds)
     total = sum(seconds.values()) or 1.0
     print("| stage | runs | seconds | share |\n|---|---|---|---|")
     for family, values in sorted(families.items(), key=lambda kv: -sum(kv[1])):

@@ -220,7 +220,6 @@ def test_perturbation_display_maps_minus_eps_to_black_and_plus_eps_to_white():
 def _beside_run(workspace, folder, profile="real-cpu"):
     """runs/<name>/ as bench/save_run.py keeps it: run.json and metrics/ of a run of another profile,
     here the workspace's own metrics with gtsrb_base's accuracy changed and one verdict flipped."""
-    sys.path.insert(0, str(ROOT / "stages"))
     from metrics import verdict_row
 
     robustness = json.loads((workspace / "metrics" / "robustness.json").read_text())
