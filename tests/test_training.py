@@ -72,3 +72,16 @@ def test_garbage_checkpoint_is_refused(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="not a loadable attnrobust checkpoint"):
         load_model(bad)
+
+
+def test_seeding_turns_on_deterministic_kernels_without_loading_the_compiler():
+    """seed_everything sets what torch.use_deterministic_algorithms(True, warn_only=True) sets, but in a
+    fresh process (every stage is one) it does not import torch._inductor, which costs seconds."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from attnrobust.runtime import seed_everything; seed_everything(0); "
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), "
+            "'torch._inductor' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True", "False"]

@@ -84,6 +84,16 @@ def _to_fp32(out):
     return out
 
 
+def deterministic_kernels() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of
+    ``torch._inductor`` (and dynamo, sympy), which costs 1.5-3 s of every stage's start here: each
+    stage is a fresh process. That import only sets the inductor's own flag; this project compiles
+    nothing, and where something already loaded the inductor, its flag is set as torch sets it."""
+    if (inductor := sys.modules.get("torch._inductor.config")) is not None:
+        inductor.deterministic = True
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_everything(seed: int, threads: int = 0) -> torch.Generator:
     """Seed python, numpy and torch; deterministic kernels; returns a CPU generator for sampling."""
     random.seed(seed)
@@ -92,7 +102,7 @@ def seed_everything(seed: int, threads: int = 0) -> torch.Generator:
     if threads > 0:
         torch.set_num_threads(threads)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_kernels()
     torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
 
