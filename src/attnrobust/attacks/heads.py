@@ -17,6 +17,9 @@
   divided by its mean absolute value per sample and summed with momentum 1 (Dong et al.).
   Every attack projects onto the eps-ball (the official BIM/MIM rely on ``n * alpha = eps``)
   and stops early on points it has already broken, as :func:`attnrobust.attacks.pgd.pgd` does.
+  The suite's ``attack.restarts`` restart FGSM and PGD (the attacks with a random start) on the
+  points still standing, and ``attack.eot_samples`` averages every attack's gradients (then no
+  point stops early), as in every other plan.
 
 Per head: ``clean_acc``, ``<attack>_acc_eps<e>``, and ``worst_acc_eps<e>`` (per sample, robust
 under every attack with budget <= e). The head that ``forward`` returns (the primary head) and
@@ -116,10 +119,13 @@ def loss_text(loss: tuple[str, ...]) -> str:
 
 def mim(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, step_size: float,
         loss_fn: Callable[[Tensor, Tensor], Tensor], success_fn: Callable[[Tensor, Tensor], Tensor],
-        bounds: tuple[float, float] = (0.0, 1.0), perturb_mask: Tensor | None = None) -> Tensor:
+        bounds: tuple[float, float] = (0.0, 1.0), perturb_mask: Tensor | None = None,
+        eot_samples: int = 1) -> Tensor:
     """Momentum iterative FGSM (Dong et al. 2018) as the official evaluation runs it; budgets in
     input units. ``g <- g + grad / mean|grad|`` (per sample), ``x <- x + step_size * sign(g)``,
-    projected onto the eps-ball and ``bounds``; points already misclassified stop there."""
+    projected onto the eps-ball and ``bounds``; points already misclassified stop there.
+    ``eot_samples`` > 1 averages each step's gradient over that many passes and stops no point
+    early (one random pass may misclassify by luck), as :func:`~attnrobust.attacks.pgd.pgd` does."""
     x0 = x.detach()
     eps_t, alpha = per_sample(eps, len(x0), x0), per_sample(step_size, len(x0), x0)
     mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x0.shape).to(x0)
@@ -129,11 +135,17 @@ def mim(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, step_
         for _ in range(steps):
             xa = x_adv[active].requires_grad_(True)
             logits = model(xa)
-            keep = ~success_fn(logits.detach(), y[active])
-            if not keep.any():
-                return x_adv.detach()
-            grad = torch.autograd.grad(loss_fn(logits[keep], y[active][keep]), xa)[0][keep]
-            active = active[keep]
+            if eot_samples == 1:
+                keep = ~success_fn(logits.detach(), y[active])
+                if not keep.any():
+                    return x_adv.detach()
+                grad = torch.autograd.grad(loss_fn(logits[keep], y[active][keep]), xa)[0][keep]
+                active = active[keep]
+            else:
+                grad = torch.autograd.grad(loss_fn(logits, y[active]), xa)[0]
+                for _ in range(eot_samples - 1):  # EOT: fresh random passes, gradients averaged
+                    grad += torch.autograd.grad(loss_fn(model(xa), y[active]), xa)[0]
+                grad /= eot_samples
             if mask is not None:
                 grad = grad * mask[active]
             grad = grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *([1] * (x0.ndim - 1)))
@@ -145,17 +157,21 @@ def mim(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, step_
     return x_adv.detach()
 
 
-def _attack(name: str, view: nn.Module, x: Tensor, y: Tensor, eps_levels: int, steps: int, domain: Domain,
+def _attack(name: str, view: nn.Module, x: Tensor, y: Tensor, eps_levels: int, cfg, domain: Domain,
             loss_fn, success_fn, perturb_mask: Tensor | None, generator: torch.Generator) -> Tensor:
+    """Attack ``name`` at ``eps_levels`` with the official evaluation's steps and step sizes
+    (``cfg.head_steps``); ``attack.restarts`` restart the attacks with a random start (FGSM, PGD),
+    ``attack.eot_samples`` reaches every one of them, as in every other plan."""
     unit, bounds = levels_to_input(1, domain), input_bounds(domain)
-    eps = eps_levels * unit
+    eps, steps = eps_levels * unit, cfg.head_steps
     if name == "mim":
         return mim(view, x, y, eps=eps, steps=steps, step_size=eps / steps, loss_fn=loss_fn, success_fn=success_fn,
-                   bounds=bounds, perturb_mask=perturb_mask)
+                   bounds=bounds, perturb_mask=perturb_mask, eot_samples=cfg.eot_samples)
     steps, step_size, random_start = {"fgsm": (1, eps, True), "bim": (steps, eps / steps, False),
                                       "pgd": (steps, max(1.0, eps_levels / 4) * unit, True)}[name]
     return pgd(view, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start, bounds=bounds,
-               loss_fn=loss_fn, success_fn=success_fn, perturb_mask=perturb_mask, generator=generator)
+               restarts=cfg.restarts if random_start else 1, loss_fn=loss_fn, success_fn=success_fn,
+               perturb_mask=perturb_mask, generator=generator, eot_samples=cfg.eot_samples)
 
 
 def _in_batches(fn, x: Tensor, y: Tensor, batch_size: int, device, perturb_mask: Tensor | None) -> Tensor:
@@ -214,7 +230,7 @@ def _attack_head(view: HeadsView, head: str, x: Tensor, y: Tensor, cfg, device, 
             for loss in losses:
                 rows = correct.nonzero().flatten()
                 mine = rows[distributed.shard(len(rows))]  # several processes: each attacks a share
-                x_adv = _in_batches(lambda xb, yb, mb: _attack(name, view, xb, yb, eps, cfg.head_steps, domain,
+                x_adv = _in_batches(lambda xb, yb, mb: _attack(name, view, xb, yb, eps, cfg, domain,
                                                                head_loss(heads, loss), head_misclassified(heads, head),
                                                                mb, generator),
                                     x[mine], y[mine], cfg.batch_size, device, None if mask is None else mask[mine])

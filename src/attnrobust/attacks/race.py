@@ -56,7 +56,7 @@ def race_step_size(eps: float, steps: int, min_step: float) -> float:
 
 def targeted_attack(model: nn.Module, x: Tensor, targets: Tensor, y: Tensor, *, eps: float, steps: int,
                     step_size: float, restarts: int, batch_size: int, device, domain: Domain,
-                    generator: torch.Generator) -> Tensor:
+                    generator: torch.Generator, eot_samples: int = 1) -> Tensor:
     """Random-targeted L-inf PGD over ``x`` in batches; budgets in levels. Returns x_adv on the CPU.
 
     Several processes each attack a contiguous share of ``x`` and every process gets all of x_adv back.
@@ -67,7 +67,8 @@ def targeted_attack(model: nn.Module, x: Tensor, targets: Tensor, y: Tensor, *, 
     for s in range(0, len(x), batch_size):
         xb, yb, tb = (t[s:s + batch_size].to(device) for t in (x, y, targets))
         out.append(pgd(model, xb, yb, eps=eps * unit, steps=steps, step_size=step_size * unit, targets=tb,
-                       restarts=restarts, bounds=input_bounds(domain), generator=generator).cpu())
+                       restarts=restarts, bounds=input_bounds(domain), generator=generator,
+                       eot_samples=eot_samples).cpu())
     return distributed.gather_rows(torch.cat(out))
 
 
@@ -120,7 +121,8 @@ def _race_attack(model, glances, x, y, targets, cfg, steps, device, domain) -> T
         return targeted_attack(model, x, targets, y, eps=cfg.eps, steps=steps,
                                step_size=race_step_size(cfg.eps, steps, cfg.race_step_size), restarts=cfg.restarts,
                                batch_size=cfg.batch_size, device=device, domain=domain,
-                               generator=torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + steps)))
+                               generator=torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + steps)),
+                               eot_samples=cfg.eot_samples)
 
 
 def race_sanity(race: dict, n: int) -> dict[str, dict]:

@@ -4,7 +4,7 @@ On a seeded subset of the test split (``attack.n_samples``, ``attack.seed``), ev
 perturbs each clean image once:
 
 * FGSM, PGD and random-targeted PGD on the teacher at every eps of ``attack.eps_sweep`` and
-  ``attack.eps`` (the suite's settings: ``attack.steps``, ``step_factor``, ``restarts``); these
+  ``attack.eps`` (the suite's settings: ``attack.steps``, ``step_factor``, ``restarts``, ``eot_samples``); these
   attacks ignore the detector. As in the suite, PGD stops a sample at the first step that fools
   the teacher, so its examples are barely misclassified, which the detector's confidence
   features notice. ``pgd_full`` (headline eps only, one restart) runs every step instead: an
@@ -151,7 +151,7 @@ def adaptive_success(threshold: float):
 
 def adaptive_attack(detector: IQAKDDetector, x: Tensor, y: Tensor, *, eps_levels: int, steps: int,
                     step_factor: float, restarts: int, weights: list[float], threshold: float, device,
-                    batch_size: int, generator: torch.Generator) -> Tensor:
+                    batch_size: int, generator: torch.Generator, eot_samples: int = 1) -> Tensor:
     """PGD against teacher + detector, one run per weight; per sample the best run wins:
     misclassified and accepted first, then misclassified with the lowest score, then lowest score."""
     joint = _TeacherAndScore(detector).to(device).eval()
@@ -162,7 +162,7 @@ def adaptive_attack(detector: IQAKDDetector, x: Tensor, y: Tensor, *, eps_levels
             xb, yb = x[s].to(device), y[s].to(device)
             x_adv = pgd(joint, xb, yb, eps=eps, steps=steps, step_size=step_factor * eps / steps, restarts=restarts,
                         loss_fn=adaptive_loss(weight, threshold), success_fn=adaptive_success(threshold),
-                        generator=generator)
+                        generator=generator, eot_samples=eot_samples)
             with torch.no_grad():
                 out = joint(x_adv)
             wrong, score = (out[:, :-1].argmax(1) != yb).cpu(), out[:, -1].double().cpu()
@@ -181,13 +181,13 @@ def _attack_teacher(kind: str, teacher: nn.Module, x: Tensor, y: Tensor, eps_lev
     for s in _batches(len(x), cfg.batch_size):
         xb, yb = x[s].to(device), y[s].to(device)
         if kind == "fgsm":
-            out.append(fgsm(teacher, xb, yb, eps=eps).cpu())
+            out.append(fgsm(teacher, xb, yb, eps=eps, eot_samples=cfg.eot_samples).cpu())
             continue
         tb = targets[s].to(device) if kind == "pgd_targeted" else None
         keep_going = kind == "pgd_full"  # no early stop: every sample takes every step
         out.append(pgd(teacher, xb, yb, eps=eps, steps=cfg.steps, step_size=cfg.step_factor * eps / cfg.steps,
                        targets=tb, restarts=1 if keep_going else cfg.restarts, generator=generator,
-                       success_fn=_never if keep_going else None).cpu())
+                       success_fn=_never if keep_going else None, eot_samples=cfg.eot_samples).cpu())
     return torch.cat(out)
 
 
@@ -256,7 +256,8 @@ def _adaptive(run: _Conditions, cfg: AttackConfig, spec: DetectorSpec, plain_pgd
     ignoring the detector already got through (an attacker would pick whichever works)."""
     x_adv = adaptive_attack(run.detector, run.x, run.y, eps_levels=cfg.eps, steps=spec.adaptive.steps,
                             step_factor=cfg.step_factor, restarts=cfg.restarts, weights=spec.adaptive.weights,
-                            threshold=run.threshold, device=run.device, batch_size=cfg.batch_size, generator=generator)
+                            threshold=run.threshold, device=run.device, batch_size=cfg.batch_size, generator=generator,
+                            eot_samples=cfg.eot_samples)
     metrics, outcome = run.score(x_adv, f"adaptive@{cfg.eps}")
     return {"eps": cfg.eps, "steps": spec.adaptive.steps, "weights": list(spec.adaptive.weights),
             "objective": "maximise -max(margin_y, 0) - weight * max(score - threshold, 0); stop when "
