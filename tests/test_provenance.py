@@ -29,12 +29,14 @@ def test_git_state_names_the_commit_and_dirty_code(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    (tmp_path / "params.yaml").write_text("attack: {eps: 8}\n")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
     subprocess.run(["git", "commit", "-qm", "c"], cwd=tmp_path, check=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     assert provenance.git_state(tmp_path) == {"git_commit": head, "git_dirty": False}
     (tmp_path / "notes.txt").write_text("not code")
+    (tmp_path / "params.yaml").write_text("attack: {eps: 4}\n")  # what `dvc exp run -S` does: params, not code
     assert provenance.git_state(tmp_path)["git_dirty"] is False
     (tmp_path / "src" / "a.py").write_text("x = 2\n")
     assert provenance.git_state(tmp_path)["git_dirty"] is True

@@ -18,8 +18,10 @@ from pathlib import Path
 PACKAGES = ("torch", "torchvision", "numpy", "dvc", "pyautoattack", "pycocotools", "decord")
 # CPU features that change which kernels run (and so the last bits of every float)
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-# the code whose state is recorded as clean or dirty next to the commit
-CODE_PATHS = ("src", "stages", "dvc.yaml", "params.yaml", "profiles")
+# the code whose state is recorded as clean or dirty next to the commit. Not params.yaml nor
+# profiles/: they are the run's parameters, which DVC records per stage in dvc.lock, and
+# `dvc exp run -S` writes them, so listing them made every experiment "dirty".
+CODE_PATHS = ("src", "stages", "dvc.yaml")
 
 
 def package_versions() -> dict[str, str]:
