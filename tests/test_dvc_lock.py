@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-CODE = ("src/", "stages/")
+CODE = ("src", "stages", "code/")  # the code stage's deps (src, stages) and every other stage's code/<script>.json
 
 
 def stale_stages(status: dict) -> dict[str, list[str]]:
@@ -28,12 +28,14 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
 
 
 def test_stale_stages_reads_dvc_status_json():
-    status = {"train@a": [{"changed deps": {"data/prepared/gtsrb": "deleted", "src/attnrobust/io.py": "modified"}},
+    status = {"train@a": [{"changed deps": {"data/prepared/gtsrb": "deleted", "code/train.json": "modified"}},
                           {"changed outs": {"models/a": "deleted"}}],
+              "code": [{"changed deps": {"src": "modified"}}],
               "attack@a": [{"changed outs": {"results/attack/a": "deleted"}}],
               "metrics": [{"changed params": {"params.yaml": {"claims": "modified"}}}, "changed command"],
               "report": ["always changed"]}
-    assert stale_stages(status) == {"train@a": ["src/attnrobust/io.py modified"], "metrics": ["params params.yaml"]}
+    assert stale_stages(status) == {"train@a": ["code/train.json modified"], "code": ["src modified"],
+                                    "metrics": ["params params.yaml"]}
     assert stale_stages({"m": [{"changed command": True}]}) == {"m": ["command"]}
 
 

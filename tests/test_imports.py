@@ -1,10 +1,12 @@
 """Dependencies that cannot drift: every stage's DVC ``deps`` cover what its script imports, and
-the library's import graph points one way (``tests/imports.py`` reads it from the source)."""
+the library's import graph points one way (:mod:`attnrobust.codegraph` reads it from the source)."""
+import json
+import sys
 from pathlib import Path
 
 import pytest
 
-import imports
+from attnrobust import codegraph as imports
 from conftest import ROOT
 
 
@@ -27,16 +29,57 @@ def _covered(path: Path, deps: list[str]) -> bool:
     return any(rel == dep or rel.startswith(dep + "/") for dep in deps)
 
 
-def test_every_stage_depends_on_its_whole_import_closure(stage_deps):
+def _code_stage():
+    """stages/code.py as a module (its name would otherwise be the standard library's `code`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("code_stage", ROOT / "stages" / "code.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_stage_depends_on_its_whole_import_closure(stage_deps, monkeypatch):
     """A fix to GAP@20 (metrics/multilabel.py) must re-run the video attacks, a fix to the npz
-    writer (io.py) every stage that writes shards: DVC re-runs a stage only for its listed deps."""
-    missing = {}
-    for name, (script, deps) in stage_deps.items():
-        needed = [script, *imports.closure(script)]
-        if gaps := sorted(p.relative_to(ROOT).as_posix() for p in needed if not _covered(p, deps)):
-            missing[name] = gaps
-    assert not missing, "deps missing from dvc.yaml (stage: files):\n" + "\n".join(
-        f"  {name}: {', '.join(files)}" for name, files in sorted(missing.items()))
+    writer (io.py) every stage that writes shards: DVC re-runs a stage only for its listed deps.
+    Every stage lists ``code/<its script>.json``, which the ``code`` stage (depending on all of
+    src/ and stages/) writes with a hash of every file of the script's closure; the committed
+    files are what this code gives."""
+    deps = dict(stage_deps)
+    code_script, code_deps = deps.pop("code")
+    assert code_script == ROOT / "stages" / "code.py" and sorted(code_deps) == ["src", "stages"]
+    wrong = {name: d for name, (script, d) in deps.items()
+             if f"code/{script.stem}.json" not in d or any(x.startswith(("src", "stages")) for x in d)}
+    assert not wrong, f"list code/<script>.json, and no file of src/ or stages/, as a stage's code: {wrong}"
+    monkeypatch.chdir(ROOT)
+    fingerprint = _code_stage().fingerprint
+    for script in sorted({script for script, _ in deps.values()}):
+        fresh = fingerprint(script.relative_to(ROOT), Path("src"))
+        assert set(fresh["files"]) == {p.relative_to(ROOT).as_posix()
+                                       for p in [script, *imports.closure(script, ROOT / "src")]}
+        committed = json.loads((ROOT / "code" / f"{script.stem}.json").read_text())
+        assert committed == fresh, f"code/{script.stem}.json is stale: run `dvc repro code` and commit code/"
+
+
+def test_the_code_stage_hashes_each_closure_so_an_edit_changes_only_the_scripts_that_import_it(tmp_path,
+                                                                                              monkeypatch):
+    fingerprint = _code_stage().fingerprint
+    pkg = tmp_path / "src" / "attnrobust"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("X = 1\n")
+    (pkg / "b.py").write_text("def f():\n    from attnrobust.a import X\n    return X\n")
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "one.py").write_text("import attnrobust.b\n")
+    (tmp_path / "stages" / "two.py").write_text("import attnrobust\n")
+    monkeypatch.chdir(tmp_path)
+    one, two = fingerprint(Path("stages/one.py"), Path("src")), fingerprint(Path("stages/two.py"), Path("src"))
+    assert sorted(one["files"]) == ["src/attnrobust/__init__.py", "src/attnrobust/a.py", "src/attnrobust/b.py",
+                                    "stages/one.py"]
+    assert sorted(two["files"]) == ["src/attnrobust/__init__.py", "stages/two.py"]
+    (pkg / "a.py").write_text("X = 2\n")
+    assert fingerprint(Path("stages/one.py"), Path("src")) != one  # a.py is in one's closure (inside a function)
+    assert fingerprint(Path("stages/two.py"), Path("src")) == two  # not in two's: two's stages do not re-run
 
 
 def test_closure_follows_function_level_imports_and_package_inits(tmp_path):
@@ -61,7 +104,7 @@ def test_no_import_cycles():
 # never one above (at module level or inside a function). Shared constants (quantisation,
 # tolerances) sit at the bottom in `units`, which imports nothing of the project.
 LAYERS = [
-    {"units", "errors"},
+    {"units", "errors", "codegraph"},
     {"config", "io", "runtime", "distributed", "cli", "provenance"},
     {"data", "masks", "video"},  # formats, generators and prepared-data readers
     {"models", "metrics"},  # architectures; scores that read only numbers and files

@@ -2,8 +2,12 @@
 
 Every ``import attnrobust...`` and ``from attnrobust... import ...`` counts, at module level or
 inside a function, and importing ``attnrobust.a.b`` also runs ``attnrobust/__init__.py`` and
-``attnrobust/a/__init__.py``. ``tests/test_imports.py`` uses it twice: a stage's DVC ``deps``
-must cover its script's import closure, and no module may import a room above it.
+``attnrobust/a/__init__.py``. The ``code`` stage writes each stage script's closure with a hash
+per file (``code/<script>.json``), which is what every other stage lists as its code dependency;
+``tests/test_imports.py`` checks that and that no module imports a room above it.
+
+Every function takes ``src``, the folder holding ``attnrobust/`` (default: this package's own),
+so the stage hashes the checkout it runs in, whichever copy of the package Python imported.
 """
 from __future__ import annotations
 
@@ -11,22 +15,21 @@ import ast
 from functools import cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
+SRC = Path(__file__).resolve().parents[1]
 PACKAGE = "attnrobust"
 
 
-def module_file(module: str) -> Path | None:
+def module_file(module: str, src: Path = SRC) -> Path | None:
     """The file that defines ``module`` (a package's ``__init__.py``), or None if it is not ours."""
-    base = SRC.joinpath(*module.split("."))
+    base = Path(src).joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.resolve().relative_to(SRC).with_suffix("").parts)
+def module_name(path: Path, src: Path = SRC) -> str:
+    parts = list(path.resolve().relative_to(Path(src).resolve()).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -37,7 +40,7 @@ def _with_parents(module: str) -> list[str]:
 
 
 @cache
-def direct_imports(path: Path) -> frozenset[str]:
+def direct_imports(path: Path, src: Path = SRC) -> frozenset[str]:
     """Project modules that the file at ``path`` imports anywhere in its body."""
     found: set[str] = set()
     for node in _runtime_nodes(ast.parse(path.read_text(), filename=str(path))):
@@ -52,9 +55,10 @@ def direct_imports(path: Path) -> frozenset[str]:
             if name.split(".")[0] != PACKAGE:
                 continue
             for module in _with_parents(name):
-                if module_file(module) is not None:
+                if module_file(module, src) is not None:
                     found.add(module)
-    found.discard(module_name(path) if path.is_relative_to(SRC) else "")
+    inside = path.resolve().is_relative_to(Path(src).resolve())
+    found.discard(module_name(path, src) if inside else "")
     return frozenset(found)
 
 
@@ -70,21 +74,21 @@ def _runtime_nodes(tree: ast.AST):
         todo.extend(ast.iter_child_nodes(node))
 
 
-def closure(path: Path) -> set[Path]:
+def closure(path: Path, src: Path = SRC) -> set[Path]:
     """Every project file that running ``path`` can import, transitively (``path`` excluded)."""
     seen: set[Path] = set()
     todo = [path]
     while todo:
-        for module in direct_imports(todo.pop()):
-            file = module_file(module)
+        for module in direct_imports(todo.pop(), src):
+            file = module_file(module, src)
             if file not in seen:
                 seen.add(file)
                 todo.append(file)
     return seen
 
 
-def all_modules() -> list[Path]:
-    return sorted((SRC / PACKAGE).rglob("*.py"))
+def all_modules(src: Path = SRC) -> list[Path]:
+    return sorted((Path(src) / PACKAGE).rglob("*.py"))
 
 
 def cycles() -> list[list[str]]:
