@@ -24,8 +24,10 @@ run-real: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc exp run -S profile=real-cpu \
 	  -S data.gtsrb.local_dir=$(GTSRB_DIR) -S data.coco.local_dir=$(COCO_DIR)
 
+# two pytest-xdist workers: the end-to-end tests (one single-threaded `dvc repro` after another) on
+# one, everything else on the other core meanwhile (tests/conftest.py groups them)
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 # local iteration: everything but the end-to-end runs (CI keeps running `make test`)
 test-fast: $(STAMP)

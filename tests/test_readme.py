@@ -94,7 +94,8 @@ def test_make_targets_run_the_documented_commands():
     assert run.returncode == 0 and re.search(r"PATH=.*\.venv/bin.* dvc repro$", run.stdout, flags=re.M), run.stdout
     assert "pip install -q -e '.[test]'" in run.stdout  # a fresh clone installs first
     test = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, env=env)
-    assert test.returncode == 0 and re.search(r"python -m pytest$", test.stdout, flags=re.M), test.stdout
+    assert test.returncode == 0 and re.search(r"python -m pytest -n 2 --dist loadgroup$", test.stdout,
+                                              flags=re.M), test.stdout  # two workers: see tests/conftest.py
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
