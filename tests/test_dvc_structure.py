@@ -76,6 +76,8 @@ PROFILE_SECTIONS = {"fetch": ["data"], "masks": ["masks"], "features": ["feature
 def test_every_stage_tracks_the_selected_profile(stages):
     """`dvc exp run -S profile=full` re-runs everything; an edit of one profile section re-runs only its readers."""
     profile = yaml.safe_load(PARAMS.read_text())["profile"]
+    stages = dict(stages)
+    assert stages.pop("code")["params"] == []  # hashes the code, reads no params
     for name, stage in stages.items():
         assert "profile" in stage["params"], name
         assert stage["profile"] == {f"profiles/{profile}.yaml": PROFILE_SECTIONS[name.split("@")[0]]}, name
@@ -84,7 +86,7 @@ def test_every_stage_tracks_the_selected_profile(stages):
 def test_only_cheap_outputs_skip_the_cache(stages):
     for name, stage in stages.items():
         if not all(stage["cache"]):
-            assert name in ("metrics", "report"), f"{name}: cache: false outputs cost the run-cache"
+            assert name in ("code", "metrics", "report"), f"{name}: cache: false outputs cost the run-cache"
 
 
 def test_every_section_parses_strictly():

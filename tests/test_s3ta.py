@@ -87,7 +87,9 @@ def test_bad_model_args_are_user_errors():
     with pytest.raises(UserError, match="bad model_args"):
         build_model("s3ta", **KW, glances=0)
     with pytest.raises(UserError, match="bad model_args"):
-        build_model("s3ta", **KW, temperature="cosine")
+        build_model("s3ta", **KW, temperature="softmax")
+    with pytest.raises(UserError, match="bad model_args"):
+        build_model("s3ta", **KW, temperature="cosine", cosine_scale=0)
     with pytest.raises(UserError, match="bad model_args"):
         build_model("s3ta", **KW, initial_state="image")
 
@@ -111,6 +113,42 @@ def test_temperature_scales_the_attention_logits():
     assert torch.allclose(learned.log_scale.exp(), torch.full((2, 1), 1 / math.sqrt(learned.query_dim)))
     torch.nn.functional.cross_entropy(learned(x), torch.tensor([0, 1, 2])).backward()
     assert learned.log_scale.grad is not None and learned.log_scale.grad.abs().sum() > 0
+
+
+def test_cosine_attention_bounds_the_logits_and_keys_can_leave_out_the_basis():
+    """temperature "cosine": queries and keys are unit vectors, so a map's logits lie within
+    +-cosine_scale of each other and a map can never be more peaked than that allows;
+    key_basis=False: the keys are the image's features only (the basis stays in the values)."""
+    x = torch.rand(4, 3, 32, 32)
+    model = _model(temperature="cosine", cosine_scale=3.0)
+    logits = model.forward_with_attention(x)[1].flatten(3).log()  # log-softmax = logits - logsumexp
+    assert float((logits.amax(-1) - logits.amin(-1)).max()) <= 2 * 3.0 + 1e-4
+    assert torch.allclose(model.log_scale.exp(), torch.full((2, 1), 3.0))
+    content = _model(key_basis=False)
+    assert content.query_dim == 4 and content.core.input_size == 2 * (4 + 64)  # values keep the basis
+    maps = content.forward_with_attention(x)[1]
+    assert maps.shape == (4, 4, 2, 8, 8) and torch.allclose(maps.sum(dim=(-1, -2)), torch.ones(4, 4, 2))
+    torch.nn.functional.cross_entropy(content(x), torch.tensor([0, 1, 2, 3])).backward()
+    assert content.keys.weight.grad.abs().sum() > 0
+
+
+def test_map_variation_is_zero_for_one_map_everywhere_and_one_for_disjoint_maps():
+    from attnrobust.metrics.attention import map_shift, map_variation, peak_mass
+
+    same = torch.zeros(3, 2, 1, 2, 2)
+    same[..., 0, 0] = 1.0  # every image, every glance: all weight on cell (0, 0)
+    assert map_variation(same) == [0.0, 0.0] and peak_mass(same) == [1.0, 1.0]
+    disjoint = torch.zeros(3, 1, 1, 2, 2)
+    for i in range(3):
+        disjoint[i, 0, 0].view(-1)[i] = 1.0  # image i on cell i
+    assert map_variation(disjoint) == [1.0] and map_shift(disjoint, disjoint) == [0.0]
+    half = torch.zeros(2, 1, 1, 1, 2)
+    half[0, ..., 0], half[1, ..., :] = 1.0, 0.5  # (1, 0) vs (0.5, 0.5): TV 0.5
+    assert map_variation(half) == [0.5] and map_shift(half, half.flip(0)) == [0.5]
+    uniform = torch.full((2, 1, 2, 4, 4), 1 / 16)
+    assert peak_mass(uniform) == [1 / 16]
+    with pytest.raises(ValueError, match="two images"):
+        map_variation(uniform[:1])
 
 
 def test_initial_state_zeros_or_learned():
@@ -158,12 +196,17 @@ def test_race_at_zero_budget_is_clean_accuracy_per_glances():
     assert attention["attention_clean"].shape == (3, 2, 2, 8, 8)  # (k, trained glances, heads, h, w)
     assert np.allclose(attention["attention_adv"].sum(axis=(-2, -1)), 1, atol=1e-5)
     assert np.array_equal(attention["x_adv"], attention["x_clean"])  # eps 0: nothing moves
+    with torch.no_grad():  # how much the maps depend on the input, on all 12 samples, per trained glance
+        maps = model.forward_with_attention(x)[1]
+    from attnrobust.metrics.attention import map_variation
+    assert race["attention"]["tv_between_images"] == pytest.approx(map_variation(maps))
+    assert race["attention"]["tv_clean_vs_adv"] == [0.0, 0.0] and len(race["attention"]["peak_mass"]) == 2
 
 
 def test_race_of_a_model_without_glances_is_one_row(tiny_model, tiny_batch):
     x, y = tiny_batch
     race, attention = run_race(tiny_model, x, y, _cfg(eps=16), num_classes=5, device="cpu")
-    assert race["glances"] == [0] and len(race["acc"]) == 1 and attention == {}
+    assert race["glances"] == [0] and len(race["acc"]) == 1 and attention == {} and "attention" not in race
     assert race["acc"][0][-1] <= race["acc"][0][0] + 2 / 12  # more steps never help (up to 2 samples)
 
 
@@ -235,6 +278,12 @@ def test_trained_s3ta_is_evaluated_with_race_and_attention_maps(prepared_dir, tm
     with np.load(tmp_path / "out" / "attention.npz") as npz:
         assert npz["attention_clean"].shape == (3, 2, 2, 4, 4)  # 16 px inputs: 4x4 maps
         assert int(npz["glances"]) == 2
+    att = summary["race"]["attention"]
+    assert len(att["tv_between_images"]) == len(att["tv_clean_vs_adv"]) == 2
+    assert all(0 <= v <= 1 for v in att["tv_between_images"] + att["tv_clean_vs_adv"])
+    from attnrobust.metrics.aggregate import headline_metrics
+    row = headline_metrics({"s3ta": {**summary, "per_seed": [summary]}})["s3ta"]
+    assert row["attn_tv"] == pytest.approx(np.mean(att["tv_between_images"]), abs=1e-4) and "attn_tv_adv" in row
 
 
 def _race_summary(rng, p_lo: float, p_hi: float, n: int = 80) -> dict:

@@ -15,8 +15,9 @@ strength, for models unrolled for more or fewer attention steps (spec/methods.md
   accuracy above the transferred one): ``race_whitebox_beats_transfer`` then fails, and
   ``worst_acc`` (per sample, the stronger of the two) is the honest figure.
 
-For models with ``forward_with_attention`` it also captures attention maps on a few clean and
-adversarial examples (``attention.npz`` for the report).
+For models with ``forward_with_attention`` it also measures how much the maps depend on the
+input (``race["attention"]``: between images and under attack, per glance) and captures them on a
+few clean and adversarial examples (``attention.npz`` for the report).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from attnrobust import distributed
 from attnrobust.units import Domain, input_bounds, levels_to_input
 from attnrobust.attacks.pgd import pgd, random_targets
 from attnrobust.attacks.sanity import check, monotone, tolerance
+from attnrobust.metrics.attention import map_shift, map_variation, peak_mass
 from attnrobust.runtime import progress
 
 NO_GLANCES = 0  # the glances value recorded for a model without attention steps
@@ -86,7 +88,7 @@ def _unroll(model: nn.Module, glances: int):
 
 
 def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, device,
-              domain: Domain = Domain.IMAGE) -> dict:
+              domain: Domain = Domain.IMAGE, strongest: dict | None = None) -> dict:
     """Accuracy on the true label for every (glances, steps) cell, white-box and transferred.
 
     ``cfg`` is the :class:`~attnrobust.attacks.suite.AttackConfig`. ``acc`` is the white-box
@@ -95,7 +97,8 @@ def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, d
     a gradient-masking sign); ``worst_acc`` is the per-sample worst of the two. All are nested
     lists indexed ``[glances][steps]``, as is ``target_hit`` (white-box); ``worst_correct`` holds
     the per-sample outcomes behind ``worst_acc`` (``[glances][steps][sample]``, 0/1, the race's
-    samples in order), for the paired test of the race's trend.
+    samples in order), for the paired test of the race's trend. ``strongest``, if given, receives
+    the examples of the longest attack on the model as trained (``"x_adv"``).
     """
     trained = getattr(model, "glances", NO_GLANCES)
     glances = list(cfg.race_glances) if hasattr(model, "glances") else [NO_GLANCES]
@@ -104,6 +107,8 @@ def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, d
     for steps in progress(cfg.race_steps, desc="race", unit="attack steps"):
         adv = {g: _race_attack(model, g, x, y, targets, cfg, steps, device, domain)
                for g in {*glances, trained}}
+        if strongest is not None and steps == max(cfg.race_steps):
+            strongest["x_adv"] = adv[trained]
         for i, g in enumerate(glances):
             with _unroll(model, g):
                 pred, pred_transfer = (_predict(model, adv[s], cfg.batch_size, device) for s in (g, trained))
@@ -161,6 +166,20 @@ def attention_examples(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, 
             "glances": np.array(model.glances), "eps": np.array(cfg.eps), "steps": np.array(steps)}
 
 
+def attention_variation(model: nn.Module, x: Tensor, x_adv: Tensor, batch_size: int, device) -> dict[str, list]:
+    """How much the maps of ``model`` (its own glances) depend on the input, per glance, on the
+    race's samples (attnrobust.metrics.attention): ``tv_between_images`` (0: one map for every
+    image), ``tv_clean_vs_adv`` (the map's move under the race's longest attack) and ``peak_mass``."""
+    def maps(inputs: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([model.forward_with_attention(inputs[s:s + batch_size].to(device))[1].cpu()
+                              for s in range(0, len(inputs), batch_size)])
+
+    clean, adv = maps(x), maps(x_adv)
+    return {"tv_between_images": map_variation(clean), "tv_clean_vs_adv": map_shift(clean, adv),
+            "peak_mass": peak_mass(clean)}
+
+
 def run_race(model: nn.Module, x: Tensor, y: Tensor, cfg, *, num_classes: int, device,
              domain: Domain = Domain.IMAGE) -> tuple[dict, dict[str, np.ndarray]]:
     """The race grid on a seeded subset of ``cfg.race_samples`` of (x, y) and, for attention models,
@@ -170,10 +189,13 @@ def run_race(model: nn.Module, x: Tensor, y: Tensor, cfg, *, num_classes: int, d
     x, y = x[order], y[order]
     model = model.to(device).eval()
     targets = random_targets(y, num_classes, torch.Generator().manual_seed(cfg.seed))
+    strongest: dict = {}
     race = {"n": len(y), "eps": cfg.eps, "restarts": cfg.restarts,
             "step_size": f"max({cfg.race_step_size}, eps/steps) levels",
-            **race_grid(model, x, y, targets, cfg, device=device, domain=domain)}
+            **race_grid(model, x, y, targets, cfg, device=device, domain=domain, strongest=strongest)}
     race["sanity"] = race_sanity(race, len(y))
+    if hasattr(model, "forward_with_attention") and len(y) > 1:
+        race["attention"] = attention_variation(model, x, strongest["x_adv"], cfg.batch_size, device)
     attention = {}
     if hasattr(model, "forward_with_attention") and cfg.attention_examples:
         k = cfg.attention_examples

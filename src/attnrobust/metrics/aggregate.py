@@ -149,6 +149,10 @@ def headline_metrics(summaries: dict[str, dict]) -> dict[str, dict]:
         for head, scores in s.get("heads", {}).items():  # attacks/heads.py: the paper's BIM / MIM per head
             row.update({f"{head}_{k}": round(float(v), 4) for k, v in scores.items()
                         if k.startswith(("bim_", "mim_", "worst_"))})
+        if "attention" in s.get("race", {}):  # S3TA: do the maps depend on the image (0: never), and on the attack
+            att = s["race"]["attention"]
+            row["attn_tv"] = round(_mean(att["tv_between_images"]), 4)
+            row["attn_tv_adv"] = round(_mean(att["tv_clean_vs_adv"]), 4)
         if "latent" in s:  # protoattn: nearest other-class / own-class prototype distance
             row["latent_ratio"] = round(float(s["latent"]["clean"]["ratio"]), 4)
         per_seed = s.get("per_seed") or [s]

@@ -92,6 +92,18 @@ def plan_race(inp: ReportInputs) -> list[Planned]:
     return out
 
 
+def _variation_sentence(summary: dict) -> str:
+    """The race's measure of how much the maps depend on the input, per glance, as one sentence."""
+    att = summary.get("race", {}).get("attention")
+    if not att:
+        return ""
+    per_glance = lambda key: ", ".join(f"{v:.3f}" for v in att[key])  # noqa: E731
+    return (f" Over the race's {summary['race']['n']} samples (seed mean), per glance: total-variation distance "
+            f"between the maps of two images {per_glance('tv_between_images')} (0: one map for every image, "
+            f"1: disjoint maps); between an image's map and its attacked version's {per_glance('tv_clean_vs_adv')}; "
+            f"largest weight of a map {per_glance('peak_mass')} (1: one cell).")
+
+
 def plan_attention(inp: ReportInputs) -> list[Planned]:
     out = []
     for exp, att in inp.attention.items():
@@ -99,7 +111,7 @@ def plan_attention(inp: ReportInputs) -> list[Planned]:
             f"figures/glances_{exp}.png", "attention", f"{exp}, per glance",
             f"each glance's map (mean over heads) on {min(4, len(att['label']))} clean inputs (left) and their "
             f"random-targeted PGD-{int(att['steps'])} versions (right); the same bright cells in every row mean a "
-            "fixed place, not the object.",
+            f"fixed place, not the object.{_variation_sentence(inp.summaries.get(exp, {}))}",
             lambda a=att: figures.glances_figure(a)))
     for exp, ex in inp.examples.items():
         if "attention_clean" not in ex:
