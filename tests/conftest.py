@@ -85,6 +85,7 @@ def tiny_pipeline(tmp_path_factory) -> tuple[Path, Path]:
     return repo, pristine
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items) -> None:
     """Under pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``), every test that reads the
     session's tiny pipeline runs on one worker, so the pipeline runs once; its `dvc repro` is
