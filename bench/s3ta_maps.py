@@ -27,7 +27,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from tune_real import resolved_params, split_by_track  # noqa: E402
+from tune_real import resolved_params, split_by_track, write_held_out  # noqa: E402
 
 
 def logit_spread(model, x: torch.Tensor) -> dict[str, float]:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from attnrobust.checkpoint import load_model
     from attnrobust.config import build
     from attnrobust.data.prepare import PREPARERS, prepare_dataset
-    from attnrobust.data.prepared import load_prepared, read_meta, read_split, write_prepared
+    from attnrobust.data.prepared import load_prepared, read_split
     from attnrobust.experiment import parse_experiment
     from attnrobust.training import TrainConfig, train_experiment
 
@@ -108,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             held = split_by_track(train.ids, args.val_fraction, args.seed)
         else:
             held = np.random.default_rng(args.seed).random(len(train.labels)) < args.val_fraction
-        sub = lambda keep: type(train)(train.images[keep], train.masks[keep], train.labels[keep],  # noqa: E731
-                                       [i for i, k in zip(train.ids, keep) if k])
-        (tmp / "tune").mkdir()
-        write_prepared(tmp / "tune", {"train": sub(~held), "test": sub(held)}, dataset="gtsrb",
-                       classes=read_meta(full)["classes"], shard_size=shard_size)
+        write_held_out(full, held, tmp / "tune", shard_size)
         x_val, y_val, _ = load_prepared(tmp / "tune", "test")
         print(f"[s3ta_maps] {int((~held).sum())} training, {int(held.sum())} held-out images", file=sys.stderr)
         exp = parse_experiment(args.experiment, params["experiments"][args.experiment],

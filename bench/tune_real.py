@@ -50,6 +50,19 @@ def split_by_track(ids: list[str], fraction: float, seed: int) -> np.ndarray:
     return np.array([track_of(i) in held for i in ids])
 
 
+def write_held_out(full: Path, held: np.ndarray, out: Path, shard_size: int) -> None:
+    """Write ``full``'s training split to ``out`` as a prepared dataset: the images where ``held`` is
+    False as its train split, the held-out ones as its test split (classes kept)."""
+    from attnrobust.data.prepared import read_meta, read_split, write_prepared
+
+    train = read_split(full, "train")
+    sub = lambda keep: type(train)(train.images[keep], train.masks[keep], train.labels[keep],  # noqa: E731
+                                   [i for i, k in zip(train.ids, keep) if k])
+    out.mkdir(parents=True)
+    write_prepared(out, {"train": sub(~held), "test": sub(held)}, dataset="gtsrb",
+                   classes=read_meta(full)["classes"], shard_size=shard_size)
+
+
 def resolved_params(profile: str) -> dict:
     from attnrobust.config import apply_profile
 
@@ -73,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from attnrobust.config import build
     from attnrobust.data.prepare import PREPARERS, prepare_dataset
-    from attnrobust.data.prepared import read_meta, read_split, write_prepared
+    from attnrobust.data.prepared import read_split
     from attnrobust.experiment import parse_experiment
     from attnrobust.training import TrainConfig, train_experiment
 
@@ -85,11 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare_dataset("gtsrb", args.raw, tmp / "full", prep_cfg)
         train = read_split(tmp / "full", "train")
         held = split_by_track(train.ids, args.val_fraction, args.seed)
-        sub = lambda keep: type(train)(train.images[keep], train.masks[keep], train.labels[keep],  # noqa: E731
-                                       [i for i, k in zip(train.ids, keep) if k])
-        (tmp / "tune").mkdir()
-        write_prepared(tmp / "tune", {"train": sub(~held), "test": sub(held)}, dataset="gtsrb",
-                       classes=read_meta(tmp / "full")["classes"], shard_size=prep_cfg.shard_size)
+        write_held_out(tmp / "full", held, tmp / "tune", prep_cfg.shard_size)
         n_tracks = len({track_of(i) for i in train.ids})
         print(f"[tune] {int((~held).sum())} training images, {int(held.sum())} held-out images "
               f"({len({track_of(i) for i, h in zip(train.ids, held) if h})} of {n_tracks} tracks)", file=sys.stderr)
