@@ -83,13 +83,3 @@ def tiny_pipeline(tmp_path_factory) -> tuple[Path, Path]:
     pristine = top / "pristine"
     shutil.copytree(repo, pristine, symlinks=True)
     return repo, pristine
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``), every test that reads the
-    session's tiny pipeline runs on one worker, so the pipeline runs once; its `dvc repro` is
-    single-threaded (``train.threads: 1``), and the other worker takes every other test meanwhile."""
-    for item in items:
-        if "tiny_pipeline" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("pipeline"))

@@ -29,7 +29,10 @@ import yaml
 
 from tiny import commit, make_repo, output_files, ran_stages, run, tool_env, trimmed_copy
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs every test that reads the session's tiny pipeline (and this module's repos), so
+# each is built once (`make test`: -n 2 --dist loadgroup); a mark added by a collection hook did not
+# reach xdist's grouping (both workers built the pipeline)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 EXPERIMENTS = ["gtsrb_standard", "gtsrb_pgd_at"]
 DETECTORS = ["gtsrb_iqa_kd"]  # kept by make_repo: its teacher, gtsrb_standard, is one of EXPERIMENTS
 DATA = {"fetch@gtsrb", "masks@gtsrb", "fetch@coco", "masks@coco", "fetch@video", "features"}

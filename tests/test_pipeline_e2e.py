@@ -13,7 +13,10 @@ import yaml
 
 from tiny import ran_stages, run, tool_env
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs every test that reads the session's tiny pipeline , so
+# each is built once (`make test`: -n 2 --dist loadgroup); a mark added by a collection hook did not
+# reach xdist's grouping (both workers built the pipeline)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
 
 @pytest.fixture(scope="module")
