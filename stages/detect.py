@@ -34,7 +34,7 @@ def main(
         for seed in seeds:
             s = evaluate_detector(detector, dataclasses.replace(spec, seed=spec.seed + seed), teacher / f"s{seed}",
                                   model / f"s{seed}", prepared, staging / f"s{seed}", cfg)
-            write_provenance(staging / f"s{seed}", resolve_device(cfg.device), "fp32",  # detect@ attacks in fp32
+            write_provenance(staging / f"s{seed}", resolve_device(cfg.device), cfg.precision,  # of its attacks
                              upstream=model / f"s{seed}")
             _echo(detector, seed, cfg, s)
 

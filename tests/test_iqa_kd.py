@@ -318,39 +318,6 @@ def test_detect_stage_reports_every_condition_and_is_deterministic(tiny):
     assert (tiny / "plots" / "roc.csv").read_text().startswith("curve,fpr,tpr\nres/fgsm@8,0.0000,0.0000")
 
 
-@pytest.mark.parametrize("param,value", [("eot_samples", 3), ("restarts", 2)])
-def test_attack_params_reach_every_attack_of_the_detector(tiny, tmp_path, monkeypatch, param, value):
-    """attack.eot_samples reaches every attack detect@ runs (FGSM, PGD, targeted PGD, pgd_full, the
-    adaptive attack), attack.restarts every one with a random start but pgd_full (one run, every step
-    by definition), as in every other plan (tests/test_attack_params.py)."""
-    import importlib
-
-    import attnrobust.detect.evaluate as evaluate
-
-    pgd_module = importlib.import_module("attnrobust.attacks.pgd")  # the package exports a function of that name
-
-    calls, real = [], pgd_module.pgd
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pgd_module, "pgd", spy)  # FGSM's own call
-    monkeypatch.setattr(evaluate, "pgd", spy)
-    params = yaml.safe_load((tiny / "params.yaml").read_text())
-    params["attack"] = {**params["attack"], param: value, "n_samples": 8, "eps_sweep": []}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = runner.invoke(detect_stage.app, ["--detector", "tiny_iqa", "--teacher", str(tiny / "models" / "tiny"),
-                                              "--model", str(tiny / "det"), "--prepared", str(tiny / "prepared"),
-                                              "--out", str(tmp_path / "res"), "--params", str(tmp_path / "params.yaml")])
-    _ok(result)
-    if param == "eot_samples":
-        assert len(calls) >= 5 and all(c.get("eot_samples", 1) == value for c in calls)
-    else:
-        restarting = [c for c in calls if c.get("random_start", True) and c.get("success_fn") is not evaluate._never]
-        assert len(restarting) >= 3 and all(c.get("restarts", 1) == value for c in restarting)
-
-
 def test_claims_for_a_detector():
     from attnrobust.metrics.claims import evaluate_claims
 

@@ -8,7 +8,8 @@ import torch
 
 from attnrobust import training
 from attnrobust.evaluation import evaluate_checkpoint
-from attnrobust.attacks.heads import HeadsView, head_loss, head_misclassified, mim, run_head_attacks
+from attnrobust.attacks.heads import HeadsView, head_loss, head_misclassified, run_head_attacks
+from attnrobust.attacks.pgd import mim
 from attnrobust.attacks.pgd import pgd
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.checkpoint import load_model, read_checkpoint
@@ -313,15 +314,18 @@ def test_protoattn_claims():
 
 
 def test_head_attacks_survive_a_model_that_every_attack_breaks():
-    """When the first loss already breaks every sample, the further losses attack no rows at all."""
+    """When the first loss already breaks every sample, the further losses attack no rows at all:
+    the engine returns empty read-outs and examples of the right shapes."""
     from torch import nn
 
-    from attnrobust.attacks.heads import _head_predictions, _in_batches
+    from attnrobust.attacks.engine import Engine, top1
 
-    x, y = torch.rand(0, 3, 8, 8), torch.zeros(0, dtype=torch.long)
-    assert _in_batches(lambda xb, yb, mb: xb, x, y, 4, "cpu", None).shape == (0, 3, 8, 8)
+    x, y = torch.rand(5, 3, 8, 8), torch.zeros(5, dtype=torch.long)
     view = HeadsView(nn.Sequential(nn.Flatten(), nn.Linear(192, 3)), ("single",))
-    assert _head_predictions(view, x, 4, "cpu").shape == (0, 1)
+    engine = Engine(view, x, y, AttackConfig(eps=8, steps=2, device="cpu"), device=torch.device("cpu"))
+    none = torch.zeros(0, dtype=torch.long)
+    assert engine.attack(none, eps=8, steps=2).shape == (0, 3, 8, 8)
+    assert engine.attack(none, eps=8, steps=2, readout=top1).shape == (0, 1)
 
 
 def test_single_head_models_get_the_head_attacks_only_when_listed_as_baselines(prepared_dir, tmp_path, monkeypatch):

@@ -168,31 +168,3 @@ def test_video_suite_attacks_with_the_margin_loss_and_folds_it_into_the_worst_ca
     assert 0.0 <= summary["pgd_margin_gap"] < summary["clean_gap"]
     assert summary["robust_gap"] <= summary["pgd_margin_gap"] + 1e-9
     assert "pgd_margin_hit" in columns
-
-
-@pytest.mark.parametrize("param,value", [("restarts", 2), ("eot_samples", 3)])
-def test_every_video_attack_gets_restarts_and_eot(param, value, monkeypatch):
-    """attack.restarts and attack.eot_samples reach every PGD call of the video suite."""
-    import attnrobust.tasks as tasks
-
-    real = tasks.pgd
-
-    def calls(**kw) -> list[tuple[int, bool]]:
-        seen = []
-
-        def spy(*args, **kwargs):
-            seen.append((kwargs.get("eot_samples", 1), kwargs.get("random_start", True)))
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(tasks, "pgd", spy)
-        x, y = _video_batch(8)
-        cfg = AttackConfig(eps=8, steps=2, n_samples=0, batch_size=8, eps_sweep=[4], steps_sweep=[1], device="cpu",
-                           **kw)
-        run_video_suite(_model(), x, y, cfg, num_classes=C, device=torch.device("cpu"), task=VIDEO)
-        return seen
-
-    if param == "eot_samples":
-        assert all(eot == value for eot, _ in calls(eot_samples=value))
-    else:  # every random-start PGD runs once per restart (FGSM has no random start)
-        once = [c for c in calls() if c[1]]
-        assert len([c for c in calls(restarts=value) if c[1]]) == value * len(once) and once

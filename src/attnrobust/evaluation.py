@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from attnrobust import distributed
 from attnrobust.attacks.autoattack import MULTILABEL
@@ -22,7 +24,7 @@ from attnrobust.checkpoint import model_from_checkpoint, read_checkpoint
 from attnrobust.errors import UserError
 from attnrobust.io import replace_dir, save_npz, write_json
 from attnrobust.runtime import autocast_forward, resolve_device
-from attnrobust.tasks import TASKS, TASKS_BY_NAME
+from attnrobust.tasks import TASKS, TASKS_BY_NAME, Task, Tensors
 
 
 def _image_suite(model, x, y, cfg, *, num_classes, device, task):
@@ -37,6 +39,65 @@ SUITES: dict[str, Callable] = {
     "image_fg_mask": _image_suite,
     "image_random_mask": _image_suite,
     "video": run_video_suite,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one attack stage evaluates: the model, its task, the attacked samples and the params."""
+
+    experiment: str
+    model: nn.Module
+    task: Task
+    test: Tensors  # the attacked subset of the test split
+    cfg: AttackConfig
+    num_classes: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class Extra:
+    """An evaluation beyond the task's suite, for the models it applies to: ``run(target, summary,
+    columns) -> (summary, columns, npz arrays by file name)``, extending the suite's results."""
+
+    applies: Callable[[Target], bool]
+    run: Callable[[Target, dict, dict], tuple[dict, dict, dict[str, dict]]]
+
+
+def _foreground_only(t: Target, summary: dict, columns: dict):
+    """Threat model B of the mask defence, for masked and unmasked models alike."""
+    summary, columns = run_foreground_only(t.model, t.test.x, t.test.y, t.cfg, summary, columns,
+                                           perturb_mask=t.task.foreground_perturb_mask(t.test.x, t.test.mask),
+                                           device=t.device, domain=t.task.domain)
+    return summary, columns, {}
+
+
+def _heads(t: Target, summary: dict, columns: dict):
+    """Nakka & Salzmann's attacks on every head (attacks/heads.py): protoattn and its baselines."""
+    summary, columns = run_head_attacks(t.model, t.test.x, t.test.y, t.cfg, summary, columns, device=t.device,
+                                        domain=t.task.domain, perturb_mask=t.task.perturb_mask(t.test.x))
+    return summary, columns, {}
+
+
+def _race(t: Target, summary: dict, columns: dict):
+    """The S3TA race; glances vary for models that have them."""
+    race, attention = run_race(t.model, t.test.x, t.test.y, t.cfg, num_classes=t.num_classes, device=t.device,
+                               domain=t.task.domain)
+    summary = {**summary, "race": race, "sanity": {**summary["sanity"], **race.pop("sanity")}}
+    summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
+    return summary, columns, {"attention.npz": attention} if attention else {}
+
+
+def _is_image(t: Target) -> bool:
+    return t.task.domain is Domain.IMAGE
+
+
+# in order; each sees the results of the ones before it (the heads fold into B's worst case)
+EXTRAS: dict[str, Extra] = {
+    "foreground_only": Extra(_is_image, _foreground_only),
+    "heads": Extra(lambda t: _is_image(t) and (model_heads(t.model) != (SINGLE,)
+                                               or t.experiment in t.cfg.head_baselines), _heads),
+    "race": Extra(lambda t: t.task.name == "image" and bool(t.cfg.race_steps), _race),
 }
 
 
@@ -59,51 +120,40 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
                         f"not '{experiment}'; re-run `dvc repro train@{experiment}-<seed>`")
     meta = ckpt["meta"]
     task = TASKS_BY_NAME[meta["task"]] if "task" in meta else TASKS[meta["dataset"]]
-    model = autocast_forward(model_from_checkpoint(ckpt), resolve_device(cfg.device), cfg.precision)  # fp32 out
+    device = resolve_device(cfg.device)
+    model = autocast_forward(model_from_checkpoint(ckpt), device, cfg.precision)  # fp32 out
     torch.manual_seed(cfg.seed)
     test = task.load(prepared_dir, "test")
     index = select_subset(len(test), cfg.n_samples, cfg.seed)
     if len(index) < distributed.world_size():  # every process attacks a share of the samples
         raise UserError(f"attack: {distributed.world_size()} processes for {len(index)} samples; "
                         f"use at most as many processes (nproc) as attacked samples (n_samples)")
-    summary, columns = SUITES[task.name](model, test.x[index], test.y[index], cfg,
-                                         num_classes=ckpt["model"]["kwargs"]["num_classes"],
-                                         device=resolve_device(cfg.device), task=task)
-    if task.domain is Domain.IMAGE:  # threat model B of the mask defence, for masked and unmasked models alike
-        x = test.x[index]
-        summary, columns = run_foreground_only(
-            model, x, test.y[index], cfg, summary, columns,
-            perturb_mask=task.foreground_perturb_mask(x, test.mask[index]), device=resolve_device(cfg.device),
-            domain=task.domain)
-        if model_heads(model) != (SINGLE,) or experiment in cfg.head_baselines:  # protoattn and its baselines
-            summary, columns = run_head_attacks(  # Nakka & Salzmann's attacks on every head (attacks/heads.py)
-                model, x, test.y[index], cfg, summary, columns, device=resolve_device(cfg.device),
-                domain=task.domain, perturb_mask=task.perturb_mask(x))
-    attention = {}
-    if task.name == "image" and cfg.race_steps:  # the S3TA race; glances vary for models that have them
-        summary["race"], attention = run_race(model, test.x[index], test.y[index], cfg,
-                                              num_classes=ckpt["model"]["kwargs"]["num_classes"],
-                                              device=resolve_device(cfg.device), domain=task.domain)
-        summary["sanity"].update(summary["race"].pop("sanity"))
-        summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
+    rows = torch.from_numpy(index)
+    target = Target(experiment, model, task, Tensors(test.x[rows], test.y[rows], test.mask[rows]), cfg,
+                    ckpt["model"]["kwargs"]["num_classes"], device)
+    summary, columns = SUITES[task.name](model, target.test.x, target.test.y, cfg, num_classes=target.num_classes,
+                                         device=device, task=task)
+    arrays: dict[str, dict] = {}
+    for extra in EXTRAS.values():
+        if extra.applies(target):
+            summary, columns, files = extra.run(target, summary, columns)
+            arrays |= files
     if cfg.suite == "standard" and task.multilabel:  # AutoAttack is a single-label classification attack
         summary.setdefault("autoattack", MULTILABEL)
     summary["experiment"] = experiment
     summary["train_seed"] = (meta.get("train") or {}).get("seeds", [None])[0]  # train@<exp>-<seed>'s seed
     if not distributed.is_main():  # the others took their share of every attack above; one process writes
         return summary
-    examples = {}
     if task.domain is Domain.IMAGE:  # a few clean / adversarial / targeted inputs for the report's figures
-        examples = adversarial_examples(model, test.x[index], test.y[index], cfg,
-                                        num_classes=ckpt["model"]["kwargs"]["num_classes"],
-                                        device=resolve_device(cfg.device), domain=task.domain,
-                                        perturb_mask=task.perturb_mask(test.x[index]), classes=test.classes)
+        arrays["examples.npz"] = adversarial_examples(model, target.test.x, target.test.y, cfg,
+                                                      num_classes=target.num_classes, device=device,
+                                                      domain=task.domain, perturb_mask=task.perturb_mask(target.test.x),
+                                                      classes=test.classes)
     with replace_dir(out_dir) as staging:
         write_json(staging / "summary.json", summary)
-        if attention:
-            save_npz(staging / "attention.npz", **attention)
-        if examples:
-            save_npz(staging / "examples.npz", **examples)
+        for name, values in arrays.items():
+            if values:
+                save_npz(staging / name, **values)
         ids = [test.ids[i] if test.ids else str(i) for i in index]
         outcomes = {k: v for k, v in columns.items() if v.ndim == 1 and v.dtype.kind in "biu"}
         write_per_sample(staging / "per_sample.csv", ids, outcomes)

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attnrobust.units import Domain, input_bounds, levels_to_input
-from attnrobust.attacks.pgd import pgd, random_targets
+from attnrobust.attacks.engine import Engine, ThreatModel, top1
+from attnrobust.attacks.pgd import random_targets
+from attnrobust.units import Domain
 
 
 def example_index(n_total: int, k: int, seed: int) -> np.ndarray:
@@ -47,26 +48,22 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, cfg, *, num_cla
     index = example_index(len(y), cfg.attention_examples, cfg.seed)
     if len(index) == 0:
         return {}
-    model = model.to(device).eval()
     rows = torch.from_numpy(index)
-    xb, yb = x[rows].to(device), y[rows].to(device)
-    mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x.shape)[rows].to(device)
+    mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x.shape)[rows]
     generator = torch.Generator().manual_seed(cfg.seed)
-    targets = random_targets(y[rows], num_classes, generator).to(device)
-    eps = levels_to_input(cfg.eps, domain)
-    attack = dict(eps=eps, steps=cfg.steps, step_size=cfg.step_factor * eps / cfg.steps, restarts=cfg.restarts,
-                  bounds=input_bounds(domain), generator=generator, perturb_mask=mask, eot_samples=cfg.eot_samples)
-    inputs = {"clean": xb, "adv": pgd(model, xb, yb, **attack),
-              "targeted": pgd(model, xb, yb, targets=targets, **attack)}
-    out: dict[str, np.ndarray] = {"index": index, "label": y[rows].numpy(), "target": targets.cpu().numpy(),
+    targets = random_targets(y[rows], num_classes, generator)
+    engine = Engine(model, x[rows], y[rows], cfg, device=device, threat=ThreatModel(domain, mask),
+                    generator=generator, shard=False)  # process 0 alone draws the pictures
+    inputs = {"clean": x[rows], "adv": engine.attack(eps=cfg.eps, steps=cfg.steps),
+              "targeted": engine.attack(eps=cfg.eps, steps=cfg.steps, targets=targets)}
+    out: dict[str, np.ndarray] = {"index": index, "label": y[rows].numpy(), "target": targets.numpy(),
                                   "eps": np.array(cfg.eps), "steps": np.array(cfg.steps)}
-    with torch.no_grad():
-        for name, inp in inputs.items():
-            out[f"x_{name}"] = inp.cpu().numpy()
-            out[f"pred_{name}"] = model(inp).argmax(1).cpu().numpy()
+    for name, inp in inputs.items():
+        out[f"x_{name}"] = inp.numpy()
+        out[f"pred_{name}"] = engine.read(inp, top1).numpy()
     if hasattr(model, "attention_maps"):
-        out.update({f"attention_{name}": _maps(model, inp) for name, inp in inputs.items()})
-    out["x_target_example"], out["has_target_example"] = target_examples(x, y, targets.cpu())
+        out.update({f"attention_{name}": _maps(model, inp.to(device)) for name, inp in inputs.items()})
+    out["x_target_example"], out["has_target_example"] = target_examples(x, y, targets)
     if classes:
         out["classes"] = np.asarray(classes, dtype=str)
     return out

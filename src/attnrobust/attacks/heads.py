@@ -46,8 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnrobust import distributed
-from attnrobust.units import Domain, input_bounds, levels_to_input
-from attnrobust.attacks.pgd import per_sample, project, eval_no_param_grad, misclassified, pgd
+from attnrobust.units import Domain
+from attnrobust.attacks.engine import Engine, ThreatModel, top1
+from attnrobust.attacks.pgd import eval_no_param_grad, misclassified
 from attnrobust.attacks.sanity import check, monotone, gradient_norms, tolerance
 from attnrobust.attacks.suite import per_sample_worst, run_suite
 
@@ -117,78 +118,24 @@ def loss_text(loss: tuple[str, ...]) -> str:
     return " + ".join(f"CE({h})" for h in loss)
 
 
-def mim(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, step_size: float,
-        loss_fn: Callable[[Tensor, Tensor], Tensor], success_fn: Callable[[Tensor, Tensor], Tensor],
-        bounds: tuple[float, float] = (0.0, 1.0), perturb_mask: Tensor | None = None,
-        eot_samples: int = 1) -> Tensor:
-    """Momentum iterative FGSM (Dong et al. 2018) as the official evaluation runs it; budgets in
-    input units. ``g <- g + grad / mean|grad|`` (per sample), ``x <- x + step_size * sign(g)``,
-    projected onto the eps-ball and ``bounds``; points already misclassified stop there.
-    ``eot_samples`` > 1 averages each step's gradient over that many passes and stops no point
-    early (one random pass may misclassify by luck), as :func:`~attnrobust.attacks.pgd.pgd` does."""
-    x0 = x.detach()
-    eps_t, alpha = per_sample(eps, len(x0), x0), per_sample(step_size, len(x0), x0)
-    mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x0.shape).to(x0)
-    x_adv, momentum = x0.clone(), torch.zeros_like(x0)
-    active = torch.arange(len(x0), device=x0.device)
-    with eval_no_param_grad(model), torch.enable_grad():
-        for _ in range(steps):
-            xa = x_adv[active].requires_grad_(True)
-            logits = model(xa)
-            if eot_samples == 1:
-                keep = ~success_fn(logits.detach(), y[active])
-                if not keep.any():
-                    return x_adv.detach()
-                grad = torch.autograd.grad(loss_fn(logits[keep], y[active][keep]), xa)[0][keep]
-                active = active[keep]
-            else:
-                grad = torch.autograd.grad(loss_fn(logits, y[active]), xa)[0]
-                for _ in range(eot_samples - 1):  # EOT: fresh random passes, gradients averaged
-                    grad += torch.autograd.grad(loss_fn(model(xa), y[active]), xa)[0]
-                grad /= eot_samples
-            if mask is not None:
-                grad = grad * mask[active]
-            grad = grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *([1] * (x0.ndim - 1)))
-            momentum[active] += grad
-            step = alpha[active] * momentum[active].sign()
-            if mask is not None:
-                step = step * mask[active]
-            x_adv[active] = project(x_adv[active] + step, x0[active], eps_t[active], bounds)
-    return x_adv.detach()
+# attack -> (steps: "n" = head_steps, step factor of eps / steps or a step in levels, random start, method);
+# the official evaluation's settings (module docstring)
+_OFFICIAL = {"fgsm": (1, {"step_factor": 1.0}, True, "pgd"), "bim": ("n", {"step_factor": 1.0}, False, "pgd"),
+             "pgd": ("n", None, True, "pgd"), "mim": ("n", {"step_factor": 1.0}, False, "mim")}
 
 
-def _attack(name: str, view: nn.Module, x: Tensor, y: Tensor, eps_levels: int, cfg, domain: Domain,
-            loss_fn, success_fn, perturb_mask: Tensor | None, generator: torch.Generator) -> Tensor:
-    """Attack ``name`` at ``eps_levels`` with the official evaluation's steps and step sizes
-    (``cfg.head_steps``); ``attack.restarts`` restart the attacks with a random start (FGSM, PGD),
-    ``attack.eot_samples`` reaches every one of them, as in every other plan."""
-    unit, bounds = levels_to_input(1, domain), input_bounds(domain)
-    eps, steps = eps_levels * unit, cfg.head_steps
-    if name == "mim":
-        return mim(view, x, y, eps=eps, steps=steps, step_size=eps / steps, loss_fn=loss_fn, success_fn=success_fn,
-                   bounds=bounds, perturb_mask=perturb_mask, eot_samples=cfg.eot_samples)
-    steps, step_size, random_start = {"fgsm": (1, eps, True), "bim": (steps, eps / steps, False),
-                                      "pgd": (steps, max(1.0, eps_levels / 4) * unit, True)}[name]
-    return pgd(view, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start, bounds=bounds,
-               restarts=cfg.restarts if random_start else 1, loss_fn=loss_fn, success_fn=success_fn,
-               perturb_mask=perturb_mask, generator=generator, eot_samples=cfg.eot_samples)
-
-
-def _in_batches(fn, x: Tensor, y: Tensor, batch_size: int, device, perturb_mask: Tensor | None) -> Tensor:
-    """``fn(x, y, mask)`` over batches on ``device``; the results concatenated on the CPU."""
-    out = []
-    for s in range(0, len(y), batch_size):
-        mask = None if perturb_mask is None else perturb_mask[s:s + batch_size].to(device)
-        out.append(fn(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device), mask).cpu())
-    return torch.cat(out) if out else x[:0].clone()  # no rows left: every sample already broken
-
-
-@torch.no_grad()
-def _head_predictions(view: nn.Module, x: Tensor, batch_size: int, device) -> Tensor:
-    """(N, H) top-1 prediction of every head."""
-    if len(x) == 0:
-        return torch.zeros(0, len(view.heads), dtype=torch.long)
-    return torch.cat([view(x[s:s + batch_size].to(device)).argmax(-1).cpu() for s in range(0, len(x), batch_size)])
+def _attack(engine: Engine, name: str, rows: Tensor, eps_levels: int, threat: ThreatModel,
+            keep_examples: bool) -> tuple[Tensor, Tensor | None]:
+    """Attack ``name`` on ``rows`` at ``eps_levels`` with the official evaluation's steps and step
+    sizes: ((n, H) top-1 of every head, the examples too with ``keep_examples``)."""
+    steps, step, random_start, method = _OFFICIAL[name]
+    steps = engine.cfg.head_steps if steps == "n" else steps
+    step = step or {"step_size": max(1.0, eps_levels / 4)}  # PGD: the official 1/255 at eps 2, 2/255 at eps 8
+    kw = dict(eps=eps_levels, steps=steps, random_start=random_start, method=method, threat=threat, **step)
+    if not keep_examples:
+        return engine.attack(rows, readout=top1, **kw), None
+    x_adv = engine.attack(rows, **kw)
+    return engine.read(x_adv, top1), x_adv
 
 
 def latent_distances(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device) -> tuple[Tensor, Tensor]:
@@ -213,15 +160,14 @@ def latent_separation(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, d
     return {"own": own, "other": other, "ratio": other / max(own, 1e-12)}
 
 
-def _attack_head(view: HeadsView, head: str, x: Tensor, y: Tensor, cfg, device, domain: Domain,
-                 mask: Tensor | None, generator: torch.Generator) -> tuple[dict, dict[str, Tensor], dict[int, Tensor]]:
+def _attack_head(engine: Engine, head: str) -> tuple[dict, dict[str, Tensor], dict[int, Tensor]]:
     """One head under every attack, budget and loss: (scores, per-sample columns, BIM examples of
-    the official loss per eps, for this process's :func:`~attnrobust.distributed.shard` of the rows).
-    An attack's column is per sample the worse of its losses: each further loss attacks only the
-    samples the earlier ones left standing."""
+    the official loss per eps, every row). An attack's column is per sample the worse of its
+    losses: each further loss attacks only the samples the earlier ones left standing."""
+    view, y, cfg = engine.target, engine.y, engine.cfg
     i, heads = view.heads.index(head), view.heads
     losses = attack_losses(heads, head)
-    within = [_head_predictions(view, x, cfg.batch_size, device)[:, i] == y]
+    within = [engine.read(readout=top1)[:, i] == y]
     scores, cols, bim = {"loss": "; ".join(map(loss_text, losses)), "clean_acc": _acc(within[0])}, {}, {}
     official = {"loss": loss_text(losses[0])}  # the official evaluation's loss alone, as the paper reports
     for eps in sorted(set(cfg.head_eps)):
@@ -229,16 +175,13 @@ def _attack_head(view: HeadsView, head: str, x: Tensor, y: Tensor, cfg, device, 
             correct = torch.ones(len(y), dtype=torch.bool)
             for loss in losses:
                 rows = correct.nonzero().flatten()
-                mine = rows[distributed.shard(len(rows))]  # several processes: each attacks a share
-                x_adv = _in_batches(lambda xb, yb, mb: _attack(name, view, xb, yb, eps, cfg, domain,
-                                                               head_loss(heads, loss), head_misclassified(heads, head),
-                                                               mb, generator),
-                                    x[mine], y[mine], cfg.batch_size, device, None if mask is None else mask[mine])
-                correct[rows] = distributed.gather_rows(_head_predictions(view, x_adv, cfg.batch_size, device)[:, i]
-                                                        == y[mine])
+                threat = engine.with_threat(loss_fn=head_loss(heads, loss), success_fn=head_misclassified(heads, head))
+                keep = name == "bim" and loss == losses[0]
+                pred, x_adv = _attack(engine, name, rows, eps, threat, keep_examples=keep)
+                correct[rows] = pred[:, i] == y[rows]
                 if loss == losses[0]:
                     official[f"{name}_acc_eps{eps}"] = _acc(correct)
-                    bim.update({eps: x_adv} if name == "bim" else {})  # this process's share of all rows
+                    bim.update({eps: x_adv} if keep else {})
             within.append(correct)
             cols[f"{head}_{name}_eps{eps}_correct"] = correct
             scores[f"{name}_acc_eps{eps}"] = _acc(correct)
@@ -262,11 +205,10 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
     t0 = time.perf_counter()
     model = model.to(device).eval()
     view, primary = HeadsView(model, model_heads(model)), primary_head(model)
-    mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x.shape)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    engine = Engine(view, x, y, cfg, device=device, threat=ThreatModel(domain, perturb_mask), desc="heads")
     results, cols, x_bim = {}, {}, None
     for head in view.heads:
-        results[head], head_cols, bim = _attack_head(view, head, x, y, cfg, device, domain, mask, generator)
+        results[head], head_cols, bim = _attack_head(engine, head)
         cols.update(head_cols)
         if head == primary:
             x_bim = bim[max(bim)]
@@ -298,7 +240,7 @@ def run_head_attacks(model: nn.Module, x: Tensor, y: Tensor, cfg, full: dict, fu
         own, other = latent_distances(model, x[mine], y[mine], cfg.batch_size, device)  # per sample: the claims' test
         cols["latent_own"], cols["latent_other"] = own.double(), other.double()
         summary["latent"] = {"clean": latent_separation(model, x[mine], y[mine], cfg.batch_size, device),
-                             f"bim_eps{eps_values[-1]}": latent_separation(model, x_bim, y[mine], cfg.batch_size,
+                             f"bim_eps{eps_values[-1]}": latent_separation(model, x_bim[mine], y[mine], cfg.batch_size,
                                                                            device)}
     summary["sanity"] = {**full["sanity"], **_head_checks(view, results, eps_values, x, y, cfg, device),
                          **suite_checks}

@@ -29,8 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from attnrobust import distributed
-from attnrobust.units import Domain, input_bounds, levels_to_input
-from attnrobust.attacks.pgd import pgd, random_targets
+from attnrobust.units import Domain
+from attnrobust.attacks.engine import Engine, ThreatModel, top1
+from attnrobust.attacks.pgd import random_targets
 from attnrobust.attacks.sanity import check, monotone, tolerance
 from attnrobust.metrics.attention import map_shift, map_variation, peak_mass
 from attnrobust.runtime import progress
@@ -54,29 +55,6 @@ def with_glances(model: nn.Module, glances: int) -> Iterator[nn.Module]:
 def race_step_size(eps: float, steps: int, min_step: float) -> float:
     """Xie et al.'s step size in levels: ``min_step``, raised to ``eps/steps`` for short attacks."""
     return max(min_step, eps / steps)
-
-
-def targeted_attack(model: nn.Module, x: Tensor, targets: Tensor, y: Tensor, *, eps: float, steps: int,
-                    step_size: float, restarts: int, batch_size: int, device, domain: Domain,
-                    generator: torch.Generator, eot_samples: int = 1) -> Tensor:
-    """Random-targeted L-inf PGD over ``x`` in batches; budgets in levels. Returns x_adv on the CPU.
-
-    Several processes each attack a contiguous share of ``x`` and every process gets all of x_adv back.
-    """
-    mine = distributed.shard(len(x))
-    x, y, targets = x[mine], y[mine], targets[mine]
-    unit, out = levels_to_input(1, domain), [x[:0]]  # x[:0]: an empty share still concatenates
-    for s in range(0, len(x), batch_size):
-        xb, yb, tb = (t[s:s + batch_size].to(device) for t in (x, y, targets))
-        out.append(pgd(model, xb, yb, eps=eps * unit, steps=steps, step_size=step_size * unit, targets=tb,
-                       restarts=restarts, bounds=input_bounds(domain), generator=generator,
-                       eot_samples=eot_samples).cpu())
-    return distributed.gather_rows(torch.cat(out))
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, x: Tensor, batch_size: int, device) -> Tensor:
-    return torch.cat([model(x[s:s + batch_size].to(device)).argmax(1).cpu() for s in range(0, len(x), batch_size)])
 
 
 def _rate(hits: Tensor) -> float:
@@ -104,14 +82,14 @@ def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, d
     glances = list(cfg.race_glances) if hasattr(model, "glances") else [NO_GLANCES]
     cells: dict[str, list[list[float]]] = {k: [[] for _ in glances] for k in
                                             ("acc", "transfer_acc", "worst_acc", "target_hit", "worst_correct")}
+    engine = Engine(model, x, y, cfg, device=device, threat=ThreatModel(domain), desc="race")
     for steps in progress(cfg.race_steps, desc="race", unit="attack steps"):
-        adv = {g: _race_attack(model, g, x, y, targets, cfg, steps, device, domain)
-               for g in {*glances, trained}}
+        adv = {g: _race_attack(engine, g, targets, steps) for g in {*glances, trained}}
         if strongest is not None and steps == max(cfg.race_steps):
             strongest["x_adv"] = adv[trained]
         for i, g in enumerate(glances):
             with _unroll(model, g):
-                pred, pred_transfer = (_predict(model, adv[s], cfg.batch_size, device) for s in (g, trained))
+                pred, pred_transfer = (engine.read(adv[s], top1) for s in (g, trained))
             cells["acc"][i].append(_rate(pred == y))
             cells["transfer_acc"][i].append(_rate(pred_transfer == y))
             cells["worst_acc"][i].append(_rate((pred == y) & (pred_transfer == y)))
@@ -120,14 +98,14 @@ def race_grid(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, cfg, *, d
     return {"glances": glances, "steps": list(cfg.race_steps), "trained_glances": trained, **cells}
 
 
-def _race_attack(model, glances, x, y, targets, cfg, steps, device, domain) -> Tensor:
-    """The race's attack on ``model`` unrolled for ``glances``; the same random starts for every glances."""
-    with _unroll(model, glances):
-        return targeted_attack(model, x, targets, y, eps=cfg.eps, steps=steps,
-                               step_size=race_step_size(cfg.eps, steps, cfg.race_step_size), restarts=cfg.restarts,
-                               batch_size=cfg.batch_size, device=device, domain=domain,
-                               generator=torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + steps)),
-                               eot_samples=cfg.eot_samples)
+def _race_attack(engine: Engine, glances: int, targets: Tensor, steps: int) -> Tensor:
+    """The race's random-targeted attack on the model unrolled for ``glances``: x_adv (CPU). The same
+    random starts for every glances (a generator seeded per steps value), Xie et al.'s step size."""
+    cfg = engine.cfg
+    with _unroll(engine.target, glances):
+        return engine.attack(eps=cfg.eps, steps=steps, step_size=race_step_size(cfg.eps, steps, cfg.race_step_size),
+                             targets=targets,
+                             generator=torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + steps)))
 
 
 def race_sanity(race: dict, n: int) -> dict[str, dict]:
@@ -154,7 +132,8 @@ def attention_examples(model: nn.Module, x: Tensor, y: Tensor, targets: Tensor, 
     ``target``, ``pred_clean``, ``pred_adv`` (k,), and ``glances``, ``eps``, ``steps`` (scalars).
     """
     steps = max(cfg.race_steps)
-    x_adv = _race_attack(model, model.glances, x, y, targets, cfg, steps, device, domain)
+    x_adv = _race_attack(Engine(model, x, y, cfg, device=device, threat=ThreatModel(domain), desc="race"),
+                         model.glances, targets, steps)
     model.eval()
     with torch.no_grad():
         logits_clean, maps_clean = model.forward_with_attention(x.to(device))

@@ -33,10 +33,10 @@ from torch import Tensor, nn
 
 from attnrobust import distributed
 from attnrobust.attacks.autoattack import ATTACKS as AA_ATTACKS, combine_shares, run_autoattack, skip_reason
-from attnrobust.units import Domain, input_bounds, levels_to_input, whole_box_levels
-from attnrobust.attacks.pgd import fgsm, pgd, random_targets
+from attnrobust.units import Domain, levels_to_input, whole_box_levels
+from attnrobust.attacks.engine import Engine, ThreatModel, top1
+from attnrobust.attacks.pgd import random_targets
 from attnrobust.attacks.sanity import check, monotone, run_sanity_checks, square_check, tolerance
-from attnrobust.runtime import progress
 
 THREAT_MODEL = ("A: L-inf perturbation anywhere in the image; a masked model applies its mask after the "
                 "perturbation (background perturbation wiped)")
@@ -49,6 +49,7 @@ class AttackConfig:
     steps: int  # PGD steps at the headline budget
     step_factor: float = 2.5  # step size = step_factor * eps / steps (Madry et al.'s rule)
     restarts: int = 1  # random restarts of PGD (only still-robust points restart)
+    random_start: bool = True  # attacks defined with a random start in the eps-ball (PGD) take one; false = none
     n_samples: int = 100  # test samples attacked, drawn once with `seed`; 0 = the whole split
     batch_size: int = 256  # samples per attack batch
     eps_sweep: list[int] = field(default_factory=lambda: [2, 4, 8, 16])  # levels; 0 and whole box added
@@ -105,51 +106,23 @@ def select_subset(n_total: int, n_samples: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n_total)[:n_samples])
 
 
-class _Runner:
-    """Runs one attack over the subset in batches and returns per-sample correctness.
+class _Plan:
+    """The suite's attacks on (x, y) through the engine: per-sample correctness, every row in order.
 
     ``perturb_mask`` (broadcastable to ``x``) is where the attacker may perturb; None = anywhere.
     """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, device, domain: Domain,
                  perturb_mask: Tensor | None = None):
-        self.model, self.x, self.y, self.cfg, self.device = model, x, y, cfg, device
-        self.perturb_mask = None if perturb_mask is None else torch.broadcast_to(perturb_mask, x.shape)
-        self.bounds = input_bounds(domain)
-        self.domain = domain
-        self.generator = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed))  # own starts per process
+        self.engine = Engine(model, x, y, cfg, device=device, threat=ThreatModel(domain, perturb_mask))
+        self.x, self.y, self.cfg = x, y, cfg
 
-    def batches(self, n: int):
-        for start in progress(range(0, n, self.cfg.batch_size), desc="attack", unit="batch"):
-            yield slice(start, start + self.cfg.batch_size)
-
-    def allowed(self, rows) -> Tensor | None:
-        return None if self.perturb_mask is None else self.perturb_mask[rows].to(self.device)
-
-    @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
-        return torch.cat([self.model(x[s].to(self.device)).argmax(1).cpu() for s in self.batches(len(x))])
+        return self.engine.read(x, top1)
 
     def pgd_predict(self, eps_levels: Tensor, steps: int, index: Tensor, targets: Tensor | None = None) -> Tensor:
-        """Per-sample top-1 prediction under PGD; ``eps_levels``/``index``/``targets`` are aligned rows.
-
-        Several processes (:mod:`attnrobust.distributed`) each attack a contiguous share of the rows
-        and every process gets all predictions back, in order.
-        """
-        mine = distributed.shard(len(index))
-        eps_levels, index = eps_levels[mine], index[mine]
-        targets = None if targets is None else targets[mine]
-        out = []
-        for s in self.batches(len(index)):
-            eps = (eps_levels[s] * levels_to_input(1, self.domain)).to(self.device)
-            xb, yb = self.x[index[s]].to(self.device), self.y[index[s]].to(self.device)
-            tb = None if targets is None else targets[s].to(self.device)
-            x_adv = pgd(self.model, xb, yb, eps=eps, steps=steps, step_size=self.cfg.step_factor * eps / steps,
-                        targets=tb, restarts=self.cfg.restarts, bounds=self.bounds, generator=self.generator,
-                        perturb_mask=self.allowed(index[s]), eot_samples=self.cfg.eot_samples)
-            with torch.no_grad():
-                out.append(self.model(x_adv).argmax(1).cpu())
-        return distributed.gather_rows(torch.cat(out))
+        """Per-sample top-1 prediction under PGD; ``eps_levels``/``index``/``targets`` are aligned rows."""
+        return self.engine.attack(index, eps=eps_levels, steps=steps, targets=targets, readout=top1)
 
     def pgd_correct(self, eps_levels: Tensor, steps: int, index: Tensor) -> Tensor:
         return self.pgd_predict(eps_levels, steps, index) == self.y[index]
@@ -163,16 +136,9 @@ class _Runner:
         return torch.cat([clean_correct[None], sweep.view(len(attacked), n)])
 
     def fgsm_correct(self) -> Tensor:
-        eps = levels_to_input(self.cfg.eps, self.domain)
-        rows = torch.arange(len(self.y))[distributed.shard(len(self.y))]  # this process's share, as in pgd_predict
-        out = []
-        for s in self.batches(len(rows)):
-            xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
-            x_adv = fgsm(self.model, xb, yb, eps=eps, bounds=self.bounds, perturb_mask=self.allowed(rows[s]),
-                         eot_samples=self.cfg.eot_samples)
-            with torch.no_grad():
-                out.append((self.model(x_adv).argmax(1) == yb).cpu())
-        return distributed.gather_rows(torch.cat(out))
+        """FGSM: one step of eps from the clean input."""
+        pred = self.engine.attack(eps=self.cfg.eps, steps=1, step_factor=1.0, random_start=False, readout=top1)
+        return pred == self.y
 
 
 def _acc(correct: Tensor) -> float:
@@ -239,13 +205,13 @@ def run_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *, num_
     """
     t0 = time.perf_counter()
     model = model.to(device).eval()
-    run = _Runner(model, x, y, cfg, device, domain, perturb_mask)
+    run = _Plan(model, x, y, cfg, device, domain, perturb_mask)
     n, everyone = len(y), torch.arange(len(y))
     at_eps = torch.full((n,), float(cfg.eps))
     cols: dict[str, Tensor] = {"label": y.clone(), "clean_correct": run.predict(x) == y}
     cols["fgsm_correct"] = run.fgsm_correct()
     cols["pgd_correct"] = run.pgd_correct(at_eps, cfg.steps, everyone)
-    cols["target"] = distributed.broadcast(random_targets(y, num_classes, run.generator))  # one per sample
+    cols["target"] = distributed.broadcast(random_targets(y, num_classes, run.engine.generator))  # one per sample
     targeted_pred = run.pgd_predict(at_eps, cfg.steps, everyone, cols["target"])
     cols["pgd_targeted_correct"] = targeted_pred == y
     cols["target_hit"] = targeted_pred == cols["target"]
@@ -310,7 +276,7 @@ def run_foreground_only(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfi
     """
     t0 = time.perf_counter()
     model = model.to(device).eval()
-    run = _Runner(model, x, y, cfg, device, domain, perturb_mask)
+    run = _Plan(model, x, y, cfg, device, domain, perturb_mask)
     n, eps_values = len(y), full["curves"]["eps"]
     cols = {"pgd_fg_only_correct": run.pgd_correct(torch.full((n,), float(cfg.eps)), cfg.steps, torch.arange(n))}
     sweep = run.eps_sweep(eps_values, run.predict(x) == y)

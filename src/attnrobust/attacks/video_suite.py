@@ -29,18 +29,18 @@ from typing import TYPE_CHECKING
 
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnrobust import distributed
 from attnrobust.units import whole_box_levels
+from attnrobust.attacks.engine import Engine, ThreatModel, fp32
 from attnrobust.attacks.sanity import check, gradient_norms, output_checks, tolerance, trend_checks
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.metrics.multilabel import gap_at_k, hit_at_1, mean_average_precision
-from attnrobust.runtime import progress
 
 if TYPE_CHECKING:  # the task is passed in; attacks sit below tasks in the import graph
     from attnrobust.tasks import Task
@@ -73,50 +73,33 @@ def chance_gap(y: Tensor, seed: int, draws: int = 5) -> float:
     return float(np.mean([gap_at_k(rng.random(tuple(y.shape)), y.numpy(), TOP_K) for _ in range(draws)]))
 
 
-class _VideoRunner:
-    """Runs the task's attack over the subset in batches and returns logits on the CPU.
+class _VideoPlan:
+    """The task's attack over the subset through the engine; logits on the CPU, every row in order.
 
-    Several processes (:mod:`attnrobust.distributed`) each attack a contiguous share of the rows
-    and every process gets all logits back, in order.
+    The threat model is the task's: BCE (or the margin loss) summed over the batch, padded frames
+    and the validity flag never perturbed, no per-sample success (so no early stop, and restarts
+    are combined per video by :func:`worst_per_video`).
     """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, device, task: Task):
-        self.model, self.x, self.y, self.cfg, self.device, self.task = model, x, y, cfg, device, task
-        self.generator = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed))  # own starts per process
+        self.threat = ThreatModel(task.domain, task.perturb_mask(x), loss_fn=task.attack_loss)
+        self.engine = Engine(model, x, y, cfg, device=device, threat=self.threat)
+        self.y, self.cfg, self.task = y, cfg, task
 
-    def batches(self, n: int):
-        for start in progress(range(0, n, self.cfg.batch_size), desc="attack", unit="batch"):
-            yield slice(start, start + self.cfg.batch_size)
-
-    @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
-        return torch.cat([self.model(x[s].to(self.device)).float().cpu() for s in self.batches(len(x))])
+        return self.engine.read(x, fp32)
 
     def fgsm(self) -> Tensor:
-        rows = torch.arange(len(self.y))[distributed.shard(len(self.y))]
-        out = []
-        for s in self.batches(len(rows)):
-            xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
-            out.append(self.task.attack(self.model, xb, yb, eps=self.cfg.eps, steps=1, step_size=self.cfg.eps,
-                                        random_start=False, eot_samples=self.cfg.eot_samples))
-        return distributed.gather_rows(self.logits(torch.cat(out).cpu()))
+        return self.engine.attack(eps=self.cfg.eps, steps=1, step_size=self.cfg.eps, random_start=False,
+                                  readout=fp32)
 
     def pgd(self, eps_levels: Tensor, steps: int, index: Tensor, loss: str = "ce") -> Tensor:
         """Logits under PGD on ``loss``, worst per video over ``restarts``; ``eps_levels``/``index``
         are aligned rows."""
-        mine = distributed.shard(len(index))
-        rows, levels = index[mine], eps_levels[mine]
-        runs = []
-        for _ in range(self.cfg.restarts):
-            out = []
-            for s in self.batches(len(rows)):
-                eps = levels[s].to(self.device)
-                xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
-                out.append(self.task.attack(self.model, xb, yb, eps=eps, steps=steps,
-                                            step_size=self.cfg.step_factor * eps / steps, loss=loss,
-                                            generator=self.generator, eot_samples=self.cfg.eot_samples).cpu())
-            runs.append(distributed.gather_rows(self.logits(torch.cat(out))))
-        return worst_per_video(runs, self.y[index]) if len(runs) > 1 else runs[0]
+        threat = self.threat if loss == "ce" else replace(self.threat, loss_fn=self.task.margin_attack_loss)
+        return self.engine.attack(index, eps=eps_levels, steps=steps,
+                                  step_size=self.cfg.step_factor * eps_levels / steps,  # Madry's rule, in levels
+                                  threat=threat, readout=fp32, choose=worst_per_video)
 
 
 def _scores(logits: Tensor, y: Tensor) -> dict[str, float]:
@@ -152,7 +135,7 @@ def run_video_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *
     labels, which the attack stage writes to ``scores.npz`` rather than ``per_sample.csv``."""
     t0 = time.perf_counter()
     model = model.to(device).eval()
-    run = _VideoRunner(model, x, y, cfg, device, task)
+    run = _VideoPlan(model, x, y, cfg, device, task)
     n, everyone, whole_box = len(y), torch.arange(len(y)), whole_box_levels(task.domain)
     at_eps = torch.full((n,), float(cfg.eps))
     logits = {"clean": run.logits(x), "fgsm": run.fgsm(), "pgd": run.pgd(at_eps, cfg.steps, everyone),

@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attnrobust.units import levels_to_input
-from attnrobust.attacks.pgd import fgsm, pgd, random_targets
+from attnrobust.attacks.engine import Engine, ThreatModel, fp32
+from attnrobust.attacks.pgd import random_targets
 from attnrobust.attacks.sanity import check, tolerance
 from attnrobust.attacks.suite import AttackConfig, select_subset
 from attnrobust.data.prepared import load_prepared
@@ -149,46 +149,33 @@ def adaptive_success(threshold: float):
     return success
 
 
-def adaptive_attack(detector: IQAKDDetector, x: Tensor, y: Tensor, *, eps_levels: int, steps: int,
-                    step_factor: float, restarts: int, weights: list[float], threshold: float, device,
-                    batch_size: int, generator: torch.Generator, eot_samples: int = 1) -> Tensor:
-    """PGD against teacher + detector, one run per weight; per sample the best run wins:
-    misclassified and accepted first, then misclassified with the lowest score, then lowest score."""
-    joint = _TeacherAndScore(detector).to(device).eval()
-    eps = levels_to_input(eps_levels)
+def adaptive_attack(detector: IQAKDDetector, x: Tensor, y: Tensor, cfg: AttackConfig, *, steps: int,
+                    weights: list[float], threshold: float, device, generator: torch.Generator) -> Tensor:
+    """PGD against teacher + detector at ``attack.eps``, one run per weight; per sample the best run
+    wins: misclassified and accepted first, then misclassified with the lowest score, then lowest score."""
+    engine = Engine(_TeacherAndScore(detector), x, y, cfg, device=device, generator=generator, desc="adaptive")
     best, best_key = x.clone(), torch.full((len(x),), -np.inf, dtype=torch.float64)
     for weight in weights:
-        for s in _batches(len(x), batch_size):
-            xb, yb = x[s].to(device), y[s].to(device)
-            x_adv = pgd(joint, xb, yb, eps=eps, steps=steps, step_size=step_factor * eps / steps, restarts=restarts,
-                        loss_fn=adaptive_loss(weight, threshold), success_fn=adaptive_success(threshold),
-                        generator=generator, eot_samples=eot_samples)
-            with torch.no_grad():
-                out = joint(x_adv)
-            wrong, score = (out[:, :-1].argmax(1) != yb).cpu(), out[:, -1].double().cpu()
-            key = 1e6 * (wrong & (score <= threshold)).double() + 1e3 * wrong.double() - score.clamp(-999, 999)
-            better = key > best_key[s]
-            best[s][better] = x_adv.cpu()[better]
-            best_key[s] = torch.where(better, key, best_key[s])
+        threat = ThreatModel(loss_fn=adaptive_loss(weight, threshold), success_fn=adaptive_success(threshold))
+        x_adv = engine.attack(eps=cfg.eps, steps=steps, threat=threat)
+        out = engine.read(x_adv, fp32)
+        wrong, score = out[:, :-1].argmax(1) != y, out[:, -1].double()
+        key = 1e6 * (wrong & (score <= threshold)).double() + 1e3 * wrong.double() - score.clamp(-999, 999)
+        better = key > best_key
+        best[better] = x_adv[better]
+        best_key = torch.where(better, key, best_key)
     return best
 
 
-def _attack_teacher(kind: str, teacher: nn.Module, x: Tensor, y: Tensor, eps_levels: int, cfg: AttackConfig,
-                    targets: Tensor, device, generator: torch.Generator) -> Tensor:
-    """FGSM, PGD or random-targeted PGD on the teacher alone (the detector is ignored)."""
-    eps = levels_to_input(eps_levels)
-    out = []
-    for s in _batches(len(x), cfg.batch_size):
-        xb, yb = x[s].to(device), y[s].to(device)
-        if kind == "fgsm":
-            out.append(fgsm(teacher, xb, yb, eps=eps, eot_samples=cfg.eot_samples).cpu())
-            continue
-        tb = targets[s].to(device) if kind == "pgd_targeted" else None
-        keep_going = kind == "pgd_full"  # no early stop: every sample takes every step
-        out.append(pgd(teacher, xb, yb, eps=eps, steps=cfg.steps, step_size=cfg.step_factor * eps / cfg.steps,
-                       targets=tb, restarts=1 if keep_going else cfg.restarts, generator=generator,
-                       success_fn=_never if keep_going else None, eot_samples=cfg.eot_samples).cpu())
-    return torch.cat(out)
+def _attack_teacher(kind: str, engine: Engine, eps_levels: int, targets: Tensor) -> Tensor:
+    """FGSM, PGD or random-targeted PGD on the teacher alone (the detector is ignored); ``pgd_full``:
+    PGD that never stops early, run once (without a success test a restart could not replace it)."""
+    cfg = engine.cfg
+    if kind == "fgsm":
+        return engine.attack(eps=eps_levels, steps=1, step_factor=1.0, random_start=False)
+    if kind == "pgd_full":
+        return engine.attack(eps=eps_levels, steps=cfg.steps, restarts=1, threat=ThreatModel(success_fn=_never))
+    return engine.attack(eps=eps_levels, steps=cfg.steps, targets=targets if kind == "pgd_targeted" else None)
 
 
 def _never(logits: Tensor, y: Tensor) -> Tensor:
@@ -237,15 +224,16 @@ def _attack_conditions(run: _Conditions, teacher: nn.Module, cfg: AttackConfig, 
     """FGSM, PGD and random-targeted PGD on the teacher at every eps, and PGD without early stop at
     the headline eps: ({kind: {eps: metrics}}, the outcome of PGD at the headline eps)."""
     targets = random_targets(run.y, num_classes, generator)
+    engine = Engine(teacher, run.x, run.y, cfg, device=run.device, generator=generator)
     out, headline_pgd = {}, None
     for kind in ("fgsm", "pgd", "pgd_targeted"):
         out[kind] = {}
         for eps in sorted({e for e in (*cfg.eps_sweep, cfg.eps) if e > 0}):
-            x_adv = _attack_teacher(kind, teacher, run.x, run.y, eps, cfg, targets, run.device, generator)
+            x_adv = _attack_teacher(kind, engine, eps, targets)
             out[kind][str(eps)], outcome = run.score(x_adv, f"{kind}@{eps}" if eps == cfg.eps else None)
             if (kind, eps) == ("pgd", cfg.eps):
                 headline_pgd = outcome
-    x_adv = _attack_teacher("pgd_full", teacher, run.x, run.y, cfg.eps, cfg, targets, run.device, generator)
+    x_adv = _attack_teacher("pgd_full", engine, cfg.eps, targets)
     out["pgd_full"] = {str(cfg.eps): run.score(x_adv, f"pgd_full@{cfg.eps}")[0]}
     return out, headline_pgd
 
@@ -254,10 +242,8 @@ def _adaptive(run: _Conditions, cfg: AttackConfig, spec: DetectorSpec, plain_pgd
               generator: torch.Generator) -> dict:
     """The adaptive attack at the headline eps; ``success_worst`` also counts the samples that PGD
     ignoring the detector already got through (an attacker would pick whichever works)."""
-    x_adv = adaptive_attack(run.detector, run.x, run.y, eps_levels=cfg.eps, steps=spec.adaptive.steps,
-                            step_factor=cfg.step_factor, restarts=cfg.restarts, weights=spec.adaptive.weights,
-                            threshold=run.threshold, device=run.device, batch_size=cfg.batch_size, generator=generator,
-                            eot_samples=cfg.eot_samples)
+    x_adv = adaptive_attack(run.detector, run.x, run.y, cfg, steps=spec.adaptive.steps, weights=spec.adaptive.weights,
+                            threshold=run.threshold, device=run.device, generator=generator)
     metrics, outcome = run.score(x_adv, f"adaptive@{cfg.eps}")
     return {"eps": cfg.eps, "steps": spec.adaptive.steps, "weights": list(spec.adaptive.weights),
             "objective": "maximise -max(margin_y, 0) - weight * max(score - threshold, 0); stop when "
