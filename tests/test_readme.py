@@ -53,6 +53,7 @@ COVERED = [
     (r"python bench/readme_results\.py", "test_readme.py::test_results_section_is_what_the_metrics_say"),
     (r"python bench/stage_times\.py \S+$", "test_readme.py::test_stage_times_reads_a_timestamped_repro_log"),
     (r"python bench/seed_stability\.py ", "test_readme.py::test_seed_stability_counts_agreements_and_flips"),
+    (r"python bench/cpu_bf16\.py", "test_readme.py::test_cpu_bf16_times_every_model_in_both_precisions"),
 ]
 
 
@@ -211,3 +212,10 @@ def test_seed_stability_counts_agreements_and_flips(tmp_path, capsys):
         sys.argv = argv
     out = capsys.readouterr().out
     assert "1 of 3 verdicts agree; 1 flip" in out and "1 holds -> contradicted, 1 inconclusive -> holds" in out
+
+
+def test_cpu_bf16_times_every_model_in_both_precisions():
+    module = _bench("cpu_bf16")
+    rows = [module.measure(name, spec, batch=2, repeats=1) for name, spec in module.MODELS.items()]
+    assert [r["model"] for r in rows] == ["cnn", "s3ta", "protoattn"]
+    assert all(r["fp32_s"] > 0 and r["bf16_s"] > 0 and r["fp32_over_bf16"] > 0 for r in rows)
