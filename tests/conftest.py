@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+pytest_plugins = ["xdist_groups"]  # `--dist loadgroup` groups again under pytest 9.2 (tests/xdist_groups.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
