@@ -11,7 +11,9 @@ from attnrobust.experiment import parse_experiment
 from attnrobust.metrics.claims_fgmask import fgmask_claims
 from attnrobust.models.cnn import SmallResNet
 from attnrobust.models.masked import MaskedResNet, apply_mask, random_box_masks, with_mask_channel
-from attnrobust.tasks import IMAGE, IMAGE_FG_MASK, IMAGE_RANDOM_MASK, VIDEO, task_for
+from attnrobust.attacks.autoattack import NOTHING_PERTURBABLE
+from attnrobust.attacks.suite import run_suite
+from attnrobust.tasks import IMAGE, IMAGE_FG_MASK, IMAGE_MASK_ONLY, IMAGE_RANDOM_MASK, VIDEO, task_for
 from attnrobust.training import TrainConfig, train_experiment
 
 KWARGS = {"num_classes": 3, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "width": 4}
@@ -117,9 +119,42 @@ def test_random_mask_task_keeps_area_but_moves_the_mask(prepared_dir):
     assert torch.equal(rnd.x, IMAGE_RANDOM_MASK.load(prepared_dir, "train").x)  # same masks every time
 
 
+def test_mask_only_inputs_carry_the_mask_and_no_pixels(prepared_dir):
+    """The floor's classifier sees the binary mask in every channel; the attacker may change nothing."""
+    fg, only = IMAGE_FG_MASK.load(prepared_dir, "test"), IMAGE_MASK_ONLY.load(prepared_dir, "test")
+    assert torch.equal(only.x[:, -1:], fg.x[:, -1:]) and torch.equal(only.y, fg.y)
+    assert torch.equal(only.x[:, :3], fg.mask.expand(-1, 3, -1, -1))  # no pixel of the image survives
+    assert torch.equal(apply_mask(only.x), fg.mask.expand(-1, 3, -1, -1))  # what the classifier sees: the mask
+    assert not IMAGE_MASK_ONLY.perturb_mask(only.x).any()
+    assert IMAGE_FG_MASK.perturb_mask(fg.x)[0, :3].all()  # the image's pixels stay perturbable elsewhere
+
+
+def test_mask_only_suite_leaves_clean_accuracy_and_passes_its_checks(prepared_dir):
+    """No attack of threat model A moves the floor: every attack's accuracy is the clean one, the
+    whole-box check asks for exactly that, and AutoAttack says why it did not run."""
+    test = IMAGE_MASK_ONLY.load(prepared_dir, "test")
+    model = _model()
+    cfg = AttackConfig(eps=8, steps=3, n_samples=0, eps_sweep=[4, 8], steps_sweep=[2, 3], device="cpu",
+                       suite="standard", head_eps=[])
+    summary, cols = run_suite(model, test.x, test.y, cfg, num_classes=3, device=torch.device("cpu"),
+                              domain=IMAGE_MASK_ONLY.domain, perturb_mask=IMAGE_MASK_ONLY.perturb_mask(test.x))
+    for key in ("fgsm_acc", "pgd_acc", "pgd_targeted_acc", "robust_acc"):
+        assert summary[key] == summary["clean_acc"], key
+    assert set(summary["curves"]["eps_acc"]) == {summary["clean_acc"]}
+    assert summary["autoattack"] == NOTHING_PERTURBABLE
+    assert not summary["unreliable"], {k: c for k, c in summary["sanity"].items() if not c["passed"]}
+    assert "nothing perturbable" in summary["sanity"]["whole_box_zero"]["rule"]
+    # the same model on pixels it may attack: the whole box drives it to zero, as the check demands
+    pixels = IMAGE_FG_MASK.load(prepared_dir, "test")
+    summary, _ = run_suite(model, pixels.x, pixels.y, cfg, num_classes=3, device=torch.device("cpu"),
+                           domain=IMAGE_FG_MASK.domain, perturb_mask=IMAGE_FG_MASK.perturb_mask(pixels.x))
+    assert "below 1%" in summary["sanity"]["whole_box_zero"]["rule"]
+
+
 def test_task_for_picks_the_input_and_refuses_mismatches():
     assert task_for(_exp()) is IMAGE_FG_MASK
     assert task_for(_exp(mask="random", adversarial=True)) is IMAGE_RANDOM_MASK
+    assert task_for(_exp(mask="only")) is IMAGE_MASK_ONLY
     assert task_for(parse_experiment("s", {"dataset": "coco", "method": "standard", "model": "cnn"}, "t")) is IMAGE
     with pytest.raises(UserError, match="masked_cnn"):
         task_for(_exp(model="cnn"))
@@ -160,3 +195,17 @@ def test_claims_measure_the_gain_over_adversarial_training():
     assert fgmask_claims(summaries, "gtsrb", "m", "at")[1]["holds"]  # GTSRB: any gain beyond the tolerance
     with pytest.raises(UserError, match="no attack summary for nope"):
         fgmask_claims(summaries, "coco", "m", "nope")
+
+
+def test_every_mask_claim_family_reports_its_gain_over_the_mask_only_floor():
+    summaries = {"m": _summary(0.55, 0.60), "at": _summary(0.30, 0.50), "floor": _summary(0.54, 0.54)}
+    claims = fgmask_claims(summaries, "coco", "m", "at", mask_only="floor")
+    floor = claims[-1]
+    assert "mask-only floor" in floor["claim"] and "no mask-only control" in floor["paper"]
+    assert not floor["holds"]  # +1 pp over the floor is within the tie tolerance: the outline explains it
+    assert floor["comparisons"] == [{"a": "m", "b": "floor", "column_a": "worst_correct",
+                                     "column_b": "worst_correct", "threshold": 0.0,
+                                     "label": "threat A, over the floor"}]
+    assert fgmask_claims({**summaries, "floor": _summary(0.10, 0.10)}, "gtsrb", "m", "at",
+                         mask_only="floor")[-1]["holds"]
+    assert len(fgmask_claims(summaries, "coco", "m", "at")) == 2  # no floor named: no floor claim

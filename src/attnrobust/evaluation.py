@@ -38,6 +38,7 @@ SUITES: dict[str, Callable] = {
     "image": _image_suite,
     "image_fg_mask": _image_suite,
     "image_random_mask": _image_suite,
+    "image_mask_only": _image_suite,
     "video": run_video_suite,
 }
 

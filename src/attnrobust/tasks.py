@@ -57,6 +57,7 @@ class Task:
     load: Callable[[Path, str], Tensors]  # (data_dir, split) -> Tensors
     model_kwargs: Callable[[Tensors], dict[str, Any]]  # constructor args derived from the training split
     mask_channel: bool = False  # images: x = [rgb, mask]; the model applies the mask, the attack never changes it
+    pixels: bool = True  # False: the input carries no pixels (the mask-only floor), so nothing is perturbable
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """The training objective, averaged over the batch."""
@@ -97,9 +98,10 @@ class Task:
 
     def perturb_mask(self, x: Tensor) -> Tensor | None:
         """Where the attacker may perturb: video frames that exist, never the validity flag; any
-        pixel of a masked image, never its mask channel (threat model A of the mask defence)."""
+        pixel of a masked image, never its mask channel (threat model A of the mask defence); nothing
+        of a mask-only input, whose "pixels" are copies of its mask."""
         if self.mask_channel:
-            pixels = torch.ones(1, x.shape[1], 1, 1, dtype=x.dtype, device=x.device)
+            pixels = torch.full((1, x.shape[1], 1, 1), float(self.pixels), dtype=x.dtype, device=x.device)
             pixels[:, -1] = 0
             return pixels  # (1, 3 + 1, 1, 1)
         if self.domain is not Domain.YT8M:
@@ -153,12 +155,13 @@ def _image_kwargs(train: Tensors) -> dict[str, Any]:
     return {"num_classes": len(train.classes), "mean": mean, "std": std}
 
 
-def _load_masked_images(random_masks: bool) -> Callable[[Path, str], Tensors]:
+def _load_masked_images(random_masks: bool, pixels: bool = True) -> Callable[[Path, str], Tensors]:
     """Loader of x = [rgb, mask] (N, 4, H, W); ``Tensors.mask`` stays the annotated foreground.
 
     The mask channel is the annotated (oracle) foreground, or with ``random_masks`` a random box
     of the same area per image, drawn from a generator seeded by the split name: the same masks
-    in every epoch and every run.
+    in every epoch and every run. Without ``pixels`` (the mask-only floor) the rgb channels are
+    copies of the mask: the classifier sees the binary mask and nothing of the image.
     """
     def load(data_dir: Path, split: str) -> Tensors:
         from attnrobust.models.masked import random_box_masks, with_mask_channel
@@ -168,7 +171,8 @@ def _load_masked_images(random_masks: bool) -> Callable[[Path, str], Tensors]:
         if random_masks:
             generator = torch.Generator().manual_seed(zlib.crc32(split.encode()))
             keep = random_box_masks(images.mask.sum(dim=(1, 2, 3)), images.x.shape[-1], generator)
-        return dataclasses.replace(images, x=with_mask_channel(images.x, keep))
+        rgb = images.x if pixels else keep.to(images.x).expand_as(images.x).clone()
+        return dataclasses.replace(images, x=with_mask_channel(rgb, keep))
 
     return load
 
@@ -203,7 +207,10 @@ IMAGE_FG_MASK = Task("image_fg_mask", Domain.IMAGE, False, _load_masked_images(F
                      mask_channel=True)
 IMAGE_RANDOM_MASK = Task("image_random_mask", Domain.IMAGE, False, _load_masked_images(True), _masked_image_kwargs,
                          mask_channel=True)
-MASKED_INPUTS: dict[str, Task] = {"foreground": IMAGE_FG_MASK, "random": IMAGE_RANDOM_MASK}  # `mask` key -> task
+IMAGE_MASK_ONLY = Task("image_mask_only", Domain.IMAGE, False, _load_masked_images(False, pixels=False),
+                       _masked_image_kwargs, mask_channel=True, pixels=False)
+MASKED_INPUTS: dict[str, Task] = {"foreground": IMAGE_FG_MASK, "random": IMAGE_RANDOM_MASK,
+                                  "only": IMAGE_MASK_ONLY}  # `mask` key -> task
 TASKS_BY_NAME: dict[str, Task] = {t.name: t for t in (*TASKS.values(), *MASKED_INPUTS.values())}  # checkpoint meta
 
 

@@ -43,6 +43,9 @@ MULTILABEL = "skipped: multi-label task"
 _LOG = logging.getLogger(__name__)  # pyautoattack's APGD warns here about zero gradients
 
 
+NOTHING_PERTURBABLE = "skipped: the attacker may change nothing of this input (e.g. the mask-only floor)"
+
+
 def skip_reason(x: Tensor, y: Tensor, *, num_classes: int, eps: float,
                 perturb_mask: Tensor | None = None) -> str | None:
     """Why AutoAttack cannot evaluate this input, as the summary's ``autoattack`` entry; None if it can."""
@@ -54,6 +57,8 @@ def skip_reason(x: Tensor, y: Tensor, *, num_classes: int, eps: float,
         return "skipped: fewer than 2 classes"
     if perturb_mask is not None:
         free = torch.broadcast_to(perturb_mask, x.shape).bool()
+        if not free.any():
+            return NOTHING_PERTURBABLE
         per_channel = free[:1, :, :1, :1]
         if not torch.equal(free, per_channel.expand_as(free)):
             return "skipped: the attacker may change only part of a channel, which AutoAttack cannot honour"

@@ -69,7 +69,10 @@ def trend_checks(eps_curve: list[float], steps_curve: list[float], fgsm: float, 
 
 
 def run_sanity_checks(model, x, y, cols: dict[str, Tensor], curves: dict, cfg, *, num_classes: int, device,
-                      whole_box: int) -> dict[str, dict]:
+                      whole_box: int, perturbable: bool = True) -> dict[str, dict]:
+    """The suite's gradient-masking checks. ``perturbable=False``: the threat model leaves the
+    attacker nothing to change (the mask-only floor), so the whole box must leave clean accuracy
+    as it is rather than drive it to zero."""
     n = len(y)
     tol = tolerance(n)
     acc = {k: float(v.float().mean()) for k, v in cols.items() if k.endswith("_correct")}
@@ -80,7 +83,9 @@ def run_sanity_checks(model, x, y, cols: dict[str, Tensor], curves: dict, cfg, *
     checks = trend_checks(curves["eps_acc"], curves["steps_acc"], acc["fgsm_correct"], acc["pgd_correct"], tol)
     checks |= {
         "whole_box_zero": check(whole <= min(0.01, 1.0 / num_classes) + 1.0 / max(n, 1), whole,
-                                 "accuracy at the whole-box budget is ~0 (below 1% and below chance)"),
+                                 "accuracy at the whole-box budget is ~0 (below 1% and below chance)")
+        if perturbable else check(abs(whole - acc["clean_correct"]) < 1e-9, [whole, acc["clean_correct"]],
+                                  "nothing perturbable: accuracy at the whole-box budget equals clean accuracy"),
         "targeted_weaker_than_untargeted": check(
             acc["pgd_targeted_correct"] >= acc["pgd_correct"] - tol,
             [acc["pgd_targeted_correct"], acc["pgd_correct"]], "acc(random-targeted PGD) >= acc(PGD) - tol"),

@@ -230,8 +230,9 @@ def run_suite(model: nn.Module, x: Tensor, y: Tensor, cfg: AttackConfig, *, num_
     cols["worst_correct"] = per_sample_worst([ours] + aa_within)
     curves = {"eps": eps_values, "eps_acc": [_acc(c) for c in sweep],
               "steps": steps_values, "steps_acc": [_acc(c) for c in by_steps]}
+    perturbable = perturb_mask is None or bool(perturb_mask.any())
     checks = run_sanity_checks(model, x, y, cols, curves, cfg, num_classes=num_classes, device=device,
-                               whole_box=whole_box_levels(domain))
+                               whole_box=whole_box_levels(domain), perturbable=perturbable)
     if "square_correct" in aa_cols:  # the black-box check: Square ran last, on what the white box left
         white_box = [aa_cols[f"{a}_correct"] != 0 for a in AA_ATTACKS if a != "square" and a in cfg.aa_attacks]
         checks["square_no_stronger_than_white_box"] = square_check(per_sample_worst(within + white_box[-1:]),

@@ -7,7 +7,10 @@ from ``mask``) with a model that applies the mask itself (``model: masked_cnn``)
 
 * ``mask: foreground``: oracle masks from the annotations, at training and at test time;
 * ``mask: random``: the control, a random box of the same area per sample (fixed per split), so
-  "it sees the foreground" can be told apart from "it sees fewer pixels".
+  "it sees the foreground" can be told apart from "it sees fewer pixels";
+* ``mask: only``: the floor, the oracle mask and no pixels (the rgb channels are copies of the
+  mask). What it gets right the mask's outline alone decides, and in threat model A no attack
+  can change it: a mask model's robust accuracy is worth what it adds over this floor.
 
 Training-time PGD perturbs the image, never the mask channel; the model then wipes the
 background perturbation (threat model A, the mask is part of the model).
@@ -26,7 +29,7 @@ from attnrobust.methods.standard import standard_loss
 class FgMaskConfig(PgdAtConfig):
     """``train_*`` keys as in ``pgd_at``; they are used only with ``adversarial: true``."""
 
-    mask: Literal["foreground", "random"] = "foreground"  # oracle foreground, or random of matched area
+    mask: Literal["foreground", "random", "only"] = "foreground"  # oracle foreground | random of matched area | the mask alone
     adversarial: bool = False  # false: natural training; true: Madry PGD-AT on the masked model
 
 

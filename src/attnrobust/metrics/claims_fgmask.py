@@ -11,6 +11,9 @@ in percentage points, under each threat model:
 * A: the mask is part of the model, applied after the perturbation (``robust_acc``);
 * B: the perturbation is restricted to the annotated foreground (``robust_acc_fg_only``).
 
+and, against the mask-only floor (``mask: only``: the classifier sees the binary mask alone), how
+much of the masked model's robust accuracy is more than its mask's outline.
+
 Differences within ``tol = max(1 pp, 2 samples)`` count as ties, as in attacks.sanity.
 """
 from __future__ import annotations
@@ -65,20 +68,37 @@ def foreground_beats_random(summaries: dict[str, dict], dataset: str, masked_at:
             "comparisons": [comparison(masked_at, random_at, COLUMNS["A"], 0.0, "threat A")]}
 
 
+def over_the_floor(summaries: dict[str, dict], dataset: str, masked_at: str, mask_only: str) -> dict:
+    """The floor: mask + PGD-AT beats the mask-only model (the binary mask, no pixels), which no
+    threat-model-A attack can move. Whatever a mask model's robust accuracy has below the floor's
+    is the mask's outline speaking, not robustness the defence adds to the image."""
+    a, b = summaries[masked_at], summaries[mask_only]
+    gain, text = _compare(a, b, "robust_acc", (masked_at, mask_only))
+    return {"claim": f"{dataset}: foreground mask + PGD-AT is more robust than the mask alone (mask-only floor, "
+                     "threat model A)",
+            "paper": "no number: the paper has no mask-only control (ours; spec/methods.md §2)",
+            "ours": text + _flag(a, b),
+            "holds": gain > 100.0 * _tol(min(a["n"], b["n"])),
+            "comparisons": [comparison(masked_at, mask_only, COLUMNS["A"], 0.0, "threat A, over the floor")]}
+
+
 def fgmask_claims(summaries: dict[str, dict], dataset: str, masked_at: str, baseline_at: str,
-                  random_at: str | None = None) -> list[dict]:
+                  random_at: str | None = None, mask_only: str | None = None) -> list[dict]:
     """``[{claim, paper, ours, holds}]`` for ``dataset`` ("coco" or "gtsrb"), from ``{exp: summary.json}``.
 
     ``masked_at``: the fgmask experiment with ``mask: foreground, adversarial: true``;
     ``baseline_at``: the ``pgd_at`` experiment of the same trunk and data; ``random_at``: the
-    ``mask: random, adversarial: true`` control (its claim is left out when None).
+    ``mask: random, adversarial: true`` control and ``mask_only`` the ``mask: only`` floor (each
+    one's claim is left out when None).
     """
     if dataset not in PAPER_GAIN:
         raise UserError(f"claims: no fgmask claim for dataset '{dataset}' (known: {', '.join(PAPER_GAIN)})")
-    missing = [e for e in (masked_at, baseline_at, random_at) if e is not None and e not in summaries]
+    missing = [e for e in (masked_at, baseline_at, random_at, mask_only) if e is not None and e not in summaries]
     if missing:
         raise UserError(f"claims: no attack summary for {', '.join(missing)}; add the experiment(s) to params.yaml")
     claims = [mask_gain(summaries, dataset, masked_at, baseline_at, threat) for threat in THREAT_MODELS]
     if random_at is not None:
         claims.append(foreground_beats_random(summaries, dataset, masked_at, random_at))
+    if mask_only is not None:
+        claims.append(over_the_floor(summaries, dataset, masked_at, mask_only))
     return claims

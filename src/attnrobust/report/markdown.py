@@ -148,7 +148,9 @@ def headline_section(inp: ReportInputs) -> str:
     out.append("Accuracy (images) or GAP@20 (video) at `attack.eps`, the mean over the training seeds; *robust* is "
                "the per-sample worst case over every attack within the budget, *seed sd* its standard deviation "
                "across seeds; *B* is threat model B (perturbation restricted to the annotated foreground). A flagged "
-               "row failed a sanity check in some seed.")
+               "row failed a sanity check in some seed. A `mask: only` experiment (`*_maskonly`) is the mask-only floor: "
+               "its model sees the binary mask and no pixels, so no attack of threat model A moves it and its accuracy "
+               "is what the mask's outline alone gives away; a mask model is worth what it adds over it.")
     for dataset, names in by_dataset.items():
         rows_in = [inp.robustness[n] for n in names]
         video = any("clean_gap" in r for r in rows_in)

@@ -2,10 +2,16 @@
 the parser (:mod:`attnrobust.data.coco`) reads like the real thing.
 
 The synthetic scenes hold 2-4 annotated objects, one clearly dominant (the label, at least
-about twice the area of any other). Each category has its own shape, drawn rotated and at
-varying size; colours and textures are each shared by two or three categories. Unannotated
-distractors drawn with random categories' looks, and clutter blobs in the same colours, make the
-background misleading: a model that sees only the foreground loses nothing and gains clarity.
+about twice the area of any other). A category is its colour and texture (each shared by two or
+three categories; only the pair is unique), drawn rotated and at varying size. Its outline says
+nothing: with ``shapes: random`` (the default) every object takes a shape drawn from all the
+categories' shapes, so a model that sees only the mask (the ``mask: only`` floor) is near chance,
+and with ``dominant_position: anywhere`` the dominant object is anywhere in the image, not near
+its centre. (``shapes: category`` and ``dominant_position: centre`` give the earlier design, in
+which the union mask alone revealed the class: a mask-only CNN reached 87%, issue 16.)
+Unannotated distractors drawn with random categories' looks, and clutter blobs in the same
+colours, make the background misleading: a model that sees only the foreground loses nothing
+and gains clarity.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -49,6 +55,8 @@ class CocoSynthConfig:
     colour_jitter: float = 0.12  # std of the per-channel scale of object colours (0.1 = 10%)
     noise_std: float = 6.0  # Gaussian pixel noise, 8-bit levels
     jpeg_quality: int = 90  # PIL JPEG quality (1..95)
+    shapes: Literal["random", "category"] = "random"  # every object's outline: drawn at random | its category's own
+    dominant_position: Literal["anywhere", "centre"] = "anywhere"  # the labelled object: anywhere | near the centre
 
     def __post_init__(self) -> None:
         checks = {
@@ -64,6 +72,8 @@ class CocoSynthConfig:
             "colour_jitter": 0.0 <= self.colour_jitter <= 0.5,
             "noise_std": 0.0 <= self.noise_std <= 64.0,
             "jpeg_quality": 1 <= self.jpeg_quality <= 95,
+            "shapes": self.shapes in ("random", "category"),
+            "dominant_position": self.dominant_position in ("anywhere", "centre"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -71,7 +81,8 @@ class CocoSynthConfig:
                 f"out of range: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)} (need train_images, "
                 "val_images >= 2; 16 <= image_size <= 1024; 1 <= min_objects <= max_objects <= 8; "
                 "0 <= distractors <= 16; fractions in [0, 1], empty_fraction < 0.5; colour_jitter <= 0.5; "
-                "noise_std <= 64; 1 <= jpeg_quality <= 95)")
+                "noise_std <= 64; 1 <= jpeg_quality <= 95; shapes random or category; dominant_position "
+                "anywhere or centre)")
 
 
 # --------------------------------------------------------------------------- categories and shapes
@@ -97,7 +108,7 @@ class CategoryLook(NamedTuple):
 
 
 # Real COCO ids and names (non-contiguous, 1..90). Every colour and texture is shared by two or
-# three categories; only the combination with the shape is unique.
+# three categories; the (colour, texture) pair is unique, and with ``shapes: category`` the shape too.
 CATEGORIES: tuple[CategoryLook, ...] = (
     CategoryLook(1, "person", "person", "figure", RED, "solid"),
     CategoryLook(3, "car", "vehicle", "bar", BLUE, "stripes"),
@@ -111,6 +122,7 @@ CATEGORIES: tuple[CategoryLook, ...] = (
     CategoryLook(90, "toothbrush", "indoor", "cross", BLUE, "checker"),
 )
 MULTI_PART_SHAPES = ("figure", "lights")
+SHAPES = tuple(c.shape for c in CATEGORIES)
 
 
 def _ngon(n: int, radius: float = 1.0, phase: float = 0.0, centre: tuple[float, float] = (0.0, 0.0),
@@ -240,26 +252,33 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _draw(canvas: np.ndarray, grid: tuple[np.ndarray, np.ndarray], rng: np.random.Generator,
           look: CategoryLook, centre: tuple[float, float], radius: float,
-          jitter: float) -> tuple[list[list[float]], np.ndarray]:
-    """Draw one object of ``look``; return its polygons and mask (empty if it fell off the image)."""
+          jitter: float, shape: str | None = None) -> tuple[list[list[float]], np.ndarray]:
+    """Draw one object of ``look`` with outline ``shape`` (default: the category's own); return
+    its polygons and mask (empty if it fell off the image)."""
     h, w = canvas.shape[:2]
     angle = rng.uniform(-math.pi / 6, math.pi / 6)  # mostly upright, like real objects
-    polygons = _place(look.shape, centre, radius, angle, h, w)
+    polygons = _place(shape or look.shape, centre, radius, angle, h, w)
     mask = _rasterize(polygons, h, w)
     _paint_object(canvas, mask, look, rng, grid, (*centre, radius, angle), jitter)
     return polygons, mask
 
 
+def _shape(rng: np.random.Generator, cfg: CocoSynthConfig, look: CategoryLook) -> str:
+    """An object's outline: the category's own, or with ``shapes: random`` any category's."""
+    return look.shape if cfg.shapes == "category" else SHAPES[rng.integers(len(SHAPES))]
+
+
 def _draw_crowd(canvas: np.ndarray, grid: tuple[np.ndarray, np.ndarray], rng: np.random.Generator,
-                look: CategoryLook, jitter: float) -> _Object | None:
+                look: CategoryLook, cfg: CocoSynthConfig) -> _Object | None:
     """A tight group of small same-category objects, annotated as one iscrowd=1 uncompressed RLE."""
     h, w = canvas.shape[:2]
     small = min(h, w)
     cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
-    mask = np.zeros((h, w), np.uint8)
+    mask, shape = np.zeros((h, w), np.uint8), _shape(rng, cfg, look)
     for _ in range(rng.integers(5, 10)):
         centre = (cx + rng.normal(0, 0.08) * small, cy + rng.normal(0, 0.08) * small)
-        mask |= _draw(canvas, grid, rng, look, centre, rng.uniform(0.035, 0.06) * small, jitter)[1]
+        mask |= _draw(canvas, grid, rng, look, centre, rng.uniform(0.035, 0.06) * small, cfg.colour_jitter,
+                      shape)[1]
     if not mask.any():
         return None
     return _Object(look.id, uncompressed_rle(mask), mask, 1)
@@ -297,12 +316,13 @@ def _render_scene(rng: np.random.Generator, cfg: CocoSynthConfig,
     for _ in range(cfg.distractors):  # unannotated, so a model can be misled by them
         look = CATEGORIES[rng.integers(len(CATEGORIES))]
         centre = (rng.uniform(0, w), rng.uniform(0, h))
-        _draw(canvas, grid, rng, look, centre, rng.uniform(0.1, 0.26) * small, cfg.colour_jitter)
+        _draw(canvas, grid, rng, look, centre, rng.uniform(0.1, 0.26) * small, cfg.colour_jitter,
+              _shape(rng, cfg, look))
     objects: list[_Object] = []
     if plan.annotated:
         if plan.force_rare or rng.random() < cfg.crowd_fraction:
             look = CATEGORIES[rng.integers(len(CATEGORIES))]
-            crowd = _draw_crowd(canvas, grid, rng, look, cfg.colour_jitter)
+            crowd = _draw_crowd(canvas, grid, rng, look, cfg)
             objects += [crowd] if crowd else []
         objects = _draw_objects(canvas, grid, rng, cfg, plan) + objects
     canvas = canvas * rng.uniform(0.7, 1.2) + rng.uniform(-20, 20)  # exposure
@@ -312,25 +332,31 @@ def _render_scene(rng: np.random.Generator, cfg: CocoSynthConfig,
 
 def _draw_objects(canvas: np.ndarray, grid: tuple[np.ndarray, np.ndarray], rng: np.random.Generator,
                   cfg: CocoSynthConfig, plan: _ScenePlan) -> list[_Object]:
-    """The dominant object (near the centre, large) and smaller secondary ones, drawn on top."""
+    """The dominant object (large; near the centre or anywhere) and smaller secondary ones, drawn on top."""
     h, w = canvas.shape[:2]
     small = min(h, w)
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     n = max(n, 2) if plan.force_rare else n
     dominant = CATEGORIES[rng.integers(len(CATEGORIES))]
+    dominant_shape = None  # its category's or, with shapes: random, drawn below
     if plan.force_rare:
-        shape = MULTI_PART_SHAPES[rng.integers(len(MULTI_PART_SHAPES))]
-        dominant = next(c for c in CATEGORIES if c.shape == shape)
+        dominant_shape = MULTI_PART_SHAPES[rng.integers(len(MULTI_PART_SHAPES))]
+        if cfg.shapes == "category":
+            dominant = next(c for c in CATEGORIES if c.shape == dominant_shape)
     others = [c for c in CATEGORIES if c.id != dominant.id]
     secondary = [others[i] for i in rng.choice(len(others), n - 1, replace=False)]  # one object per category
     r_dom = rng.uniform(0.28, 0.38) * small
-    poses = [((rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h), r_dom)]
+    if cfg.dominant_position == "centre":
+        poses = [((rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h), r_dom)]
+    else:  # anywhere its centre stays half a radius inside the image (a border may cut a little of it off)
+        poses = [((rng.uniform(0.5 * r_dom, w - 0.5 * r_dom), rng.uniform(0.5 * r_dom, h - 0.5 * r_dom)), r_dom)]
     for _ in secondary:  # area <= ~45% of the dominant's, so the label is never in doubt
         r = rng.uniform(0.3, 0.55) * r_dom
         poses.append(((rng.uniform(0.6 * r, w - 0.6 * r), rng.uniform(0.6 * r, h - 0.6 * r)), r))
     objects = []
     for k, (look, (centre, radius)) in enumerate(zip([dominant, *secondary], poses, strict=True)):
-        polygons, mask = _draw(canvas, grid, rng, look, centre, radius, cfg.colour_jitter)
+        shape = dominant_shape if k == 0 and dominant_shape else _shape(rng, cfg, look)
+        polygons, mask = _draw(canvas, grid, rng, look, centre, radius, cfg.colour_jitter, shape)
         if not mask.any():
             continue
         as_rle = (plan.force_rare and k == n - 1) or (k > 0 and rng.random() < cfg.rle_fraction)
