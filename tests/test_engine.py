@@ -47,6 +47,19 @@ def test_a_perturbation_mask_and_the_video_box_hold():
     assert (x_adv - x).abs().max() <= 8 * levels_to_input(1, "yt8m") + 1e-6
 
 
+def test_nothing_perturbable_returns_every_input_without_a_gradient(monkeypatch):
+    """The mask-only floor: a threat model with an all-zero mask gets its inputs back, and the
+    engine spends no attack on them (pgd is never called)."""
+    import attnrobust.attacks.engine as engine_module
+
+    model, x, y = _setup()
+    threat = ThreatModel(Domain.IMAGE, torch.zeros(1, 3, 1, 1))
+    engine = Engine(model, x, y, AttackConfig(eps=8, steps=3, device="cpu"), device=CPU, threat=threat)
+    monkeypatch.setattr(engine_module, "pgd", lambda *a, **k: pytest.fail("attacked a fixed input"))
+    assert torch.equal(engine.attack(eps=255, steps=3), x)
+    assert torch.equal(engine.attack(eps=8, steps=3, readout=top1), engine.read(readout=top1))
+
+
 def test_read_outs_come_back_for_every_row_in_order():
     model, x, y = _setup()
     engine = Engine(model, x, y, AttackConfig(eps=8, steps=2, batch_size=3, device="cpu"), device=CPU)

@@ -22,7 +22,8 @@ budgets, toward which targets, with which loss. The engine says *how*, the same 
   and in the read-outs, runs under bf16 autocast when asked, with fp32 outputs;
 * **nproc** (``attack.nproc``): each process attacks a contiguous share of the rows
   (:func:`attnrobust.distributed.shard`) and every process gets every row's read-out back, in order;
-* eval mode and gradients w.r.t. the input only, in batches of ``attack.batch_size``.
+* eval mode and gradients w.r.t. the input only, in batches of ``attack.batch_size``; a threat
+  model that leaves nothing perturbable (the mask-only floor) returns every input as it is.
 
 AutoAttack (:mod:`attnrobust.attacks.autoattack`) is the reference the suite is checked against;
 it runs its own attacks, on the same model, precision, EOT, shares and perturbation mask.
@@ -156,10 +157,15 @@ class Engine:
         mine = distributed.shard(len(rows)) if self.sharded else slice(None)
         rows, eps, step_size, targets = (_share(v, mine) for v in (rows, eps, step_size, targets))
         mask = None if threat.perturb_mask is None else torch.broadcast_to(threat.perturb_mask, self.x.shape)
+        fixed = mask is not None and not bool(threat.perturb_mask.any())  # nothing perturbable: x_adv = x
         unit = levels_to_input(1, threat.domain)
         out = []
         for s in self.batches(len(rows)):
             xb, yb = self.x[rows[s]].to(self.device), self.y[rows[s]].to(self.device)
+            if fixed:  # the mask-only floor: every attack returns its input, without spending a gradient
+                with torch.no_grad():
+                    out.append((xb if readout is None else readout(self.model(xb))).cpu())
+                continue
             e = _to_input(_rows(eps, s), threat.domain, unit, self.device)
             if step_size is not None:
                 alpha = _to_input(_rows(step_size, s), threat.domain, unit, self.device)
