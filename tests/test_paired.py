@@ -195,3 +195,35 @@ def test_ratio_comparison_resamples_the_same_samples_for_both_models():
     assert better.ci[0] > 0 and better.p < 0.01
     same = compare_ratio(own, near, own, near)
     assert same.effect == 0.0 and same.p == 1.0
+
+
+def test_each_comparison_lists_every_training_setting_its_two_runs_differ_in():
+    """Compare like with like: the claims carry what the checkpoints say the two runs differ in."""
+    from types import SimpleNamespace
+
+    from attnrobust.evaluation import trained_as
+    from attnrobust.metrics.claims_base import differences
+    from attnrobust.report.markdown import differs_section
+
+    train = {"epochs": 10, "batch_size": 64, "lr": 0.004, "weight_decay": 0.0005, "precision": "auto", "seeds": [0],
+             "device": "cpu", "threads": 2, "nproc": 1}
+    pgd_at = {"dataset": "video", "method": "pgd_at", "model": "t", "model_args": {}, "train": {}, "train_eps": 6}
+    a_art = {**pgd_at, "method": "a_art", "train_eps": 8, "clean_weight": 1.0}
+    ids = [f"s{i}" for i in range(200)]
+    summaries = {e: {"trained_as": trained_as({"config": c, "train": {**train, "seeds": [k]}}),
+                     "per_sample": {"ids": ids, "columns": {"worst_correct": _outcomes(0.5, seed=k).astype(int)}}}
+                 for k, (e, c) in enumerate({"a_art": a_art, "pgd_at": pgd_at,
+                                             "twin": {**pgd_at, "train": {"epochs": 40}}}.items())}
+    summaries["twin"]["trained_as"]["train"]["epochs"] = 40  # its effective train section
+    assert differences(summaries, "a_art", "pgd_at") == ["clean_weight: 1.0 vs -", "method: a_art vs pgd_at",
+                                                         "train_eps: 8 vs 6"]  # not the seed, device or threads
+    assert differences(summaries, "pgd_at", "twin") == ["train.epochs: 10 vs 40"]
+    assert differences(summaries, "pgd_at", "pgd_at") == []
+    assert differences({**summaries, "old": {}}, "old", "pgd_at") is None  # a summary without the record
+    claims = [{"claim": "c", "holds": True, "comparisons": [comparison("a_art", "pgd_at", "worst_correct", 0.0, "A")]}]
+    test = run_paper_tests(summaries, claims)[0]["tests"][0]
+    assert test["differs"] == ["clean_weight: 1.0 vs -", "method: a_art vs pgd_at", "train_eps: 8 vs 6"]
+    text = differs_section(SimpleNamespace(claims={"a_art/0/0": {"tests": [test]}}))
+    assert "| a_art/0/0 | A | a_art vs pgd_at | clean_weight: 1.0 vs -; method: a_art vs pgd_at; train_eps: 8 vs 6 |" \
+        in text
+    assert "re-run" in differs_section(SimpleNamespace(claims={"x/0/0": {"tests": [{"a": "p", "b": "q"}]}}))

@@ -102,6 +102,19 @@ EXTRAS: dict[str, Extra] = {
 }
 
 
+TRAINED_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "precision")  # `train` keys that shape a model
+
+
+def trained_as(meta: dict) -> dict:
+    """What the checkpoint was trained as, from its own record: the experiment (dataset, method,
+    model, model_args, every method key, defaults included) and the effective `train` keys that
+    can change the model; not the seed (claims pair seeds), device, threads or nproc. The claims
+    compare two runs' records to show what they differ in."""
+    config = {k: v for k, v in (meta.get("config") or {}).items() if k != "train"}
+    train = meta.get("train") or {}
+    return {**config, "train": {k: train[k] for k in TRAINED_KEYS if k in train}}
+
+
 def write_per_sample(path: Path, ids: list[str], columns: dict) -> None:
     """One CSV row per attacked sample: its id, label and the outcome of every attack."""
     names = list(columns)
@@ -143,6 +156,7 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
         summary.setdefault("autoattack", MULTILABEL)
     summary["experiment"] = experiment
     summary["train_seed"] = (meta.get("train") or {}).get("seeds", [None])[0]  # train@<exp>-<seed>'s seed
+    summary["trained_as"] = trained_as(meta)
     if not distributed.is_main():  # the others took their share of every attack above; one process writes
         return summary
     if task.domain is Domain.IMAGE:  # a few clean / adversarial / targeted inputs for the report's figures

@@ -132,6 +132,37 @@ def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
     return {**spec, **compare(a, b, spec["threshold"]).as_dict()}
 
 
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: value}
+
+
+def _shown(value) -> str:
+    return "-" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def differences(summaries: dict[str, dict], a: str, b: str) -> list[str] | None:
+    """``["<key>: <a's> vs <b's>", ...]``: every training setting in which experiment ``a``'s runs
+    differ from ``b``'s (their summaries' ``trained_as``, the checkpoints' own record; ``-`` where one
+    has no such key), or None when a summary lacks the record. A fair comparison differs only in
+    what its claim is about; the report lists the rest beside the claim."""
+    found = [summaries[e].get("trained_as") for e in (a, b)]
+    if any(f is None for f in found):
+        return None
+    flat_a, flat_b = (_flat(f) for f in found)
+    keys = sorted(set(flat_a) | set(flat_b))
+    return [f"{k}: {_shown(flat_a.get(k))} vs {_shown(flat_b.get(k))}" for k in keys if flat_a.get(k) != flat_b.get(k)]
+
+
+def with_differences(summaries: dict[str, dict], test: dict) -> dict:
+    """``test`` with ``differs`` (:func:`differences`) when it compares two experiments."""
+    if test.get("b") is None or test["a"] == test["b"]:
+        return test
+    found = differences(summaries, test["a"], test["b"])
+    return test if found is None else {**test, "differs": found}
+
+
 def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict]:
     """``claims`` of one paper with their paired tests run and Holm-corrected together: each gets
     ``verdict`` (holds | contradicted | inconclusive), ``p_holm``, ``tests`` (the comparisons'
@@ -149,7 +180,8 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
             return exp is None or summaries[exp].get(key) is not None
         return bool(specs) and all(has(s, e) for s in specs for e in (s["a"], s["b"]))
 
-    tested = [[run_comparison(summaries, spec) for spec in c["comparisons"]] if testable(c) else [] for c in claims]
+    tested = [[with_differences(summaries, run_comparison(summaries, spec)) for spec in c["comparisons"]]
+              if testable(c) else [] for c in claims]
     ran = [i for i, t in enumerate(tested) if t]
     found = verdicts([[Comparison(t["effect"], (t["ci_low"], t["ci_high"]), t["p"], t["n"], t["threshold"])
                        for t in tested[i]] for i in ran], require=[claims[i].get("require", "all") for i in ran]) \

@@ -119,6 +119,25 @@ def claims_section(inp: ReportInputs) -> str:
     return "\n".join(out)
 
 
+def differs_section(inp: ReportInputs) -> str:
+    """Per paired comparison of two experiments, every training setting their runs differ in
+    (the checkpoints' own record, ``tests[].differs`` of metrics/claims.json)."""
+    out = ["## What each comparison's two runs differ in", ""]
+    rows = [[key, t.get("label", ""), f"{t['a']} vs {t['b']}",
+             "; ".join(t["differs"]) if t["differs"] else "nothing: the same settings"]
+            for key, c in (inp.claims or {}).items() for t in c.get("tests", []) if "differs" in t]
+    if not rows:
+        return "\n".join(out + ["_No claim's test has the runs' training records (`trained_as` in the attack "
+                                "summaries); re-run `dvc repro attack`._", ""])
+    out += ["Compare like with like: two runs in a claim should differ only in what the claim is about. Every "
+            "training setting in which they do differ (dataset, method, model and its arguments, every method key "
+            "with its defaults, and the effective epochs, batch size, learning rate, weight decay and precision; "
+            "`-` where one of them has no such key), read from the checkpoints themselves. A difference that is "
+            "not the claim's subject is a confound the verdict carries.", "",
+            table(["claim", "comparison", "a vs b", "differs in (a vs b)"], rows), ""]
+    return "\n".join(out)
+
+
 def test_cell(claim: dict) -> str:
     """``+0.105 [+0.040, +0.170], n 100 x 3 seeds (+0.09, +0.12, +0.10), p 0.003`` per comparison,
     or why there is no test."""
