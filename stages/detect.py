@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from attnrobust import distributed
 from attnrobust.attacks.suite import AttackConfig
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import load_section
@@ -30,13 +31,24 @@ def main(
     """ROC-AUC and TPR at 5% FPR per attack, eps, corruption and severity, plus the adaptive attack."""
     spec, seeds = load_spec(params, detector), load_seeds(params)
     cfg = load_section(params, "attack", AttackConfig)
-    with replace_dir(out) as staging:  # every seed rewritten, or none
-        for seed in seeds:
-            s = evaluate_detector(detector, dataclasses.replace(spec, seed=spec.seed + seed), teacher / f"s{seed}",
-                                  model / f"s{seed}", prepared, staging / f"s{seed}", cfg)
-            write_provenance(staging / f"s{seed}", resolve_device(cfg.device), cfg.precision,  # of its attacks
-                             upstream=model / f"s{seed}")
-            _echo(detector, seed, cfg, s)
+    device = resolve_device(cfg.device)
+    if distributed.needs_launch(cfg.nproc):  # attack.nproc: DVC runs this one command, torchrun the processes
+        options = ["--detector", detector, "--teacher", teacher, "--model", model, "--prepared", prepared,
+                   "--out", out, "--params", params]
+        raise typer.Exit(distributed.launch(Path(__file__), options, cfg.nproc, device))
+    with distributed.process_group(device):
+        if not distributed.is_main():  # its share of every attack; the main process writes
+            for seed in seeds:
+                evaluate_detector(detector, dataclasses.replace(spec, seed=spec.seed + seed), teacher / f"s{seed}",
+                                  model / f"s{seed}", prepared, None, cfg)
+            return
+        with replace_dir(out) as staging:  # every seed rewritten, or none
+            for seed in seeds:
+                s = evaluate_detector(detector, dataclasses.replace(spec, seed=spec.seed + seed),
+                                      teacher / f"s{seed}", model / f"s{seed}", prepared, staging / f"s{seed}", cfg)
+                write_provenance(staging / f"s{seed}", device, cfg.precision,  # of its attacks
+                                 upstream=model / f"s{seed}")
+                _echo(detector, seed, cfg, s)
 
 
 def _echo(detector: str, seed: int, cfg: AttackConfig, s: dict) -> None:

@@ -318,6 +318,29 @@ def test_detect_stage_reports_every_condition_and_is_deterministic(tiny):
     assert (tiny / "plots" / "roc.csv").read_text().startswith("curve,fpr,tpr\nres/fgsm@8,0.0000,0.0000")
 
 
+def test_attack_nproc_reaches_the_detect_stage(tiny):
+    """detect@ launches torchrun itself with attack.nproc 2: the processes share the attacks, and
+    everything drawn outside the attacks (targets, corruptions, the clean scores) is as in one."""
+    params = yaml.safe_load((tiny / "params.yaml").read_text())
+    params["attack"]["nproc"] = 2
+    (tiny / "params2.yaml").write_text(yaml.safe_dump(params))
+    _ok(_detect(tiny, "res_one"))
+    _ok(runner.invoke(detect_stage.app, ["--detector", "tiny_iqa", "--teacher", str(tiny / "models" / "tiny"),
+                                         "--model", str(tiny / "det"), "--prepared", str(tiny / "prepared"),
+                                         "--out", str(tiny / "res_two"), "--params", str(tiny / "params2.yaml")]))
+    one, two = (json.loads((tiny / r / "s0" / "summary.json").read_text()) for r in ("res_one", "res_two"))
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["clean"] == two["clean"] and one["corruptions"] == two["corruptions"]
+    tol = 2.0 / one["n"] + 1e-9
+    for kind in ("fgsm", "pgd", "pgd_targeted", "pgd_full"):
+        for eps, row in one["attacks"][kind].items():
+            assert abs(row["success"] - two["attacks"][kind][eps]["success"]) <= tol, (kind, eps)
+    assert abs(one["adaptive"]["success"] - two["adaptive"]["success"]) <= tol + 0.1
+    assert one["attacks"]["fgsm"] == two["attacks"]["fgsm"]  # no random start: the shares change nothing
+    assert sorted(p.name for p in (tiny / "res_two" / "s0").iterdir()) == \
+        sorted(p.name for p in (tiny / "res_one" / "s0").iterdir())
+
+
 def test_claims_for_a_detector():
     from attnrobust.metrics.claims import evaluate_claims
 

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attnrobust import distributed
 from attnrobust.attacks.engine import Engine, ThreatModel, fp32
 from attnrobust.attacks.pgd import random_targets
 from attnrobust.attacks.sanity import check, tolerance
@@ -220,11 +221,11 @@ class _Conditions:
 
 
 def _attack_conditions(run: _Conditions, teacher: nn.Module, cfg: AttackConfig, num_classes: int,
-                       generator: torch.Generator) -> tuple[dict, Outcome]:
+                       generator: torch.Generator, starts: torch.Generator) -> tuple[dict, Outcome]:
     """FGSM, PGD and random-targeted PGD on the teacher at every eps, and PGD without early stop at
     the headline eps: ({kind: {eps: metrics}}, the outcome of PGD at the headline eps)."""
     targets = random_targets(run.y, num_classes, generator)
-    engine = Engine(teacher, run.x, run.y, cfg, device=run.device, generator=generator)
+    engine = Engine(teacher, run.x, run.y, cfg, device=run.device, generator=starts)
     out, headline_pgd = {}, None
     for kind in ("fgsm", "pgd", "pgd_targeted"):
         out[kind] = {}
@@ -252,10 +253,13 @@ def _adaptive(run: _Conditions, cfg: AttackConfig, spec: DetectorSpec, plain_pgd
 
 
 def evaluate_detector(name: str, spec: DetectorSpec, teacher_dir: Path, detector_dir: Path, prepared_dir: Path,
-                      out_dir: Path, cfg: AttackConfig) -> dict:
+                      out_dir: Path | None, cfg: AttackConfig) -> dict:
     """Run every condition on the test subset; write ``summary.json``, ``roc.csv`` and
     ``per_sample.npz`` (per sample: ``clean_correct``, ``clean_score`` and, per condition
-    ``<attack>@<eps>``, ``<condition>:fooled`` and ``<condition>:score``) to ``out_dir``."""
+    ``<attack>@<eps>``, ``<condition>:fooled`` and ``<condition>:score``) to ``out_dir``.
+
+    Under torchrun (``attack.nproc``) every process attacks its share of the samples through the
+    engine and gets every read-out back; a process other than the main one passes no ``out_dir``."""
     t0 = time.perf_counter()
     teacher, teacher_spec = load_teacher(teacher_dir, spec)
     detector = load_detector(detector_dir, name, teacher, spec)
@@ -263,25 +267,29 @@ def evaluate_detector(name: str, spec: DetectorSpec, teacher_dir: Path, detector
     device = resolve_device(cfg.device)
     detector.to(device).eval()
     torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)  # targets and corruptions: the same in every process
+    starts = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + 1))  # random starts: each its own
     images, labels, _ = load_prepared(prepared_dir, "test")
     index = torch.from_numpy(select_subset(len(labels), cfg.n_samples, cfg.seed))
     run = _Conditions(detector, images[index], labels[index], device, cfg.batch_size)
     clean_ok, accepted = run.clean.pred == run.y, run.clean.score <= run.threshold
     summary = {"detector": name, "teacher": spec.teacher, "dataset": spec.dataset, "n": len(run.y), "eps": cfg.eps,
+               "processes": distributed.world_size(),  # that shared the attacks (attack.nproc)
                "steps": cfg.steps, "fpr": FPR, "threshold": run.threshold, "features": spec.fit.features,
                "clean": {"acc": _mean(clean_ok), "accepted": _mean(accepted), "accepted_acc": _mean(clean_ok[accepted]),
                          "student_agreement": agreement(teacher, detector.student, run.x, device)}}
     summary["attacks"], plain_pgd = _attack_conditions(run, teacher, cfg, teacher_spec["kwargs"]["num_classes"],
-                                                       generator)
+                                                       generator, starts)
     summary["corruptions"] = {family: {f"{sev:g}": run.score(corrupt(run.x, family, sev, generator),
                                                              f"{family}@{sev:g}")[0] for sev in severities}
                               for family, severities in spec.corruptions.items()}
-    summary["adaptive"] = _adaptive(run, cfg, spec, plain_pgd, generator)
+    summary["adaptive"] = _adaptive(run, cfg, spec, plain_pgd, starts)
     summary["sanity"] = _sanity(run, summary, cfg)
     summary["unreliable"] = not all(c["passed"] for c in summary["sanity"].values())
     summary["headline"] = {"pgd_auroc": summary["attacks"]["pgd"][str(cfg.eps)]["auroc"],
                            "adaptive_auroc": summary["adaptive"]["auroc"]}
+    if out_dir is None:
+        return summary
     with replace_dir(out_dir) as staging:
         write_json(staging / "summary.json", summary)
         with open(staging / "roc.csv", "w", newline="") as f:
