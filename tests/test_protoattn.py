@@ -99,6 +99,26 @@ def test_separation_loss_decreases_as_prototypes_move_apart():
     assert after > before
 
 
+def test_the_official_weighting_pairs_every_attention_map_with_every_samples_distances():
+    """``weighting: batch`` is the official code's broadcast of M (B, 1, h, w) against the minima
+    (B, h, w): the mean over (B, B, h, w), i.e. batch-mean attention times batch-mean distance per
+    position; ``own`` pairs each sample with its own attention only."""
+    g = torch.Generator().manual_seed(0)
+    distances, attention = torch.rand(5, 6, 3, 3, generator=g), torch.rand(5, 3, 3, generator=g)
+    prototype_class, y = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 2, 0, 1])
+    own = (prototype_class[None, :] == y[:, None])[:, :, None, None]
+    nearest_own = distances.masked_fill(~own, float("inf")).amin(1)
+    nearest_other = distances.masked_fill(own, float("inf")).amin(1)
+    cluster, separation = prototype_costs(distances, attention, prototype_class, y, "batch")
+    official = torch.einsum("ahw,bhw->abhw", attention, nearest_own).mean()
+    assert cluster.item() == pytest.approx(official.item(), rel=1e-6)
+    assert cluster.item() == pytest.approx((attention.mean(0) * nearest_own.mean(0)).mean().item(), rel=1e-6)
+    assert separation.item() == pytest.approx((attention.mean(0) * nearest_other.mean(0)).mean().item(), rel=1e-6)
+    mine = prototype_costs(distances, attention, prototype_class, y, "own")
+    assert mine[0].item() == pytest.approx((attention * nearest_own).mean().item(), rel=1e-6)
+    assert abs(mine[0].item() - cluster.item()) > 1e-3  # the two weightings are different losses
+
+
 def test_push_moves_each_prototype_onto_a_real_training_patch():
     model = _model()
     x, y = _batch(n=10, seed=3)
@@ -311,6 +331,13 @@ def test_protoattn_claims():
     table = evaluate_claims(summaries, {"protoattn": [{"protoattn": "pa", "standard": "std", "pgd_at": "at",
                                                        "nosep": "nosep"}]})
     assert set(table) == {f"protoattn/0/{j}" for j in range(7)}
+    official = protoattn_claims({**summaries, "off": _summary([0.19, 0.00], [0.45, 0.02])}, "pa", "std", "at",
+                                "nosep", robust="rob", official="off")
+    assert len(official) == 13 and official[:9] == claims  # the official loss adds its own claims, per head
+    off_std_fr, off_at_fr, off_std_a, off_at_a = official[9:]
+    assert "official code's loss" in off_std_fr["claim"] and off_std_fr["claim"].endswith("(head fr)")
+    assert not off_std_fr["holds"] and off_std_a["holds"]  # fr no better than standard; a is the pa's a head
+    assert "off head fr vs std head single" in off_std_fr["ours"] and not off_at_fr["holds"]
 
 
 def test_head_attacks_survive_a_model_that_every_attack_breaks():
