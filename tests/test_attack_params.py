@@ -57,23 +57,29 @@ def _images(n=8, size=16, classes=3):
     return torch.rand(n, 3, size, size, generator=g), torch.arange(n) % classes
 
 
+def _cnn() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("cnn", num_classes=3, width=4, **KW).eval()
+
+
+def _spied(plan, cfg, monkeypatch):
+    """The engine calls of ``plan(model, x, y, cfg, num_classes=3, device=CPU)`` on the seeded cnn."""
+    model, (x, y) = _cnn(), _images()
+    calls = _spy(monkeypatch)
+    plan(model, x, y, cfg, num_classes=3, device=CPU)
+    return calls
+
+
 def _suite(cfg, monkeypatch):
     from attnrobust.attacks.suite import run_suite
 
-    torch.manual_seed(0)
-    model = build_model("cnn", num_classes=3, width=4, **KW).eval()
-    x, y = _images()
-    calls = _spy(monkeypatch)
-    run_suite(model, x, y, cfg, num_classes=3, device=CPU)
-    return calls
+    return _spied(run_suite, cfg, monkeypatch)
 
 
 def _foreground_only(cfg, monkeypatch):
     from attnrobust.attacks.suite import run_foreground_only, run_suite
 
-    torch.manual_seed(0)
-    model = build_model("cnn", num_classes=3, width=4, **KW).eval()
-    x, y = _images()
+    model, (x, y) = _cnn(), _images()
     full, columns = run_suite(model, x, y, cfg, num_classes=3, device=CPU)
     foreground = torch.zeros(len(y), 1, 16, 16)
     foreground[..., 4:12, 4:12] = 1
@@ -109,12 +115,7 @@ def _race(cfg, monkeypatch):
 def _examples(cfg, monkeypatch):
     from attnrobust.attacks.examples import adversarial_examples
 
-    torch.manual_seed(0)
-    model = build_model("cnn", num_classes=3, width=4, **KW).eval()
-    x, y = _images()
-    calls = _spy(monkeypatch)
-    adversarial_examples(model, x, y, cfg, num_classes=3, device=CPU)
-    return calls
+    return _spied(adversarial_examples, cfg, monkeypatch)
 
 
 def _video(cfg, monkeypatch):
@@ -151,9 +152,9 @@ def _detector(cfg, monkeypatch):
     run = _Conditions(detector, x, y, CPU, cfg.batch_size)
     spec = SimpleNamespace(adaptive=SimpleNamespace(steps=2, weights=[1.0, 10.0]))
     calls = _spy(monkeypatch)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    _, plain = _attack_conditions(run, teacher, cfg, 3, generator)
-    _adaptive(run, cfg, spec, plain, generator)
+    generator, starts = torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)
+    _, plain = _attack_conditions(run, teacher, cfg, 3, generator, starts)
+    _adaptive(run, cfg, spec, plain, starts)
     return calls
 
 
