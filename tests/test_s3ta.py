@@ -308,3 +308,37 @@ def test_race_trend_claim_is_a_paired_test_over_seeds():
         assert tested["verdict"] == verdict
         assert [t["seeds"] for t in tested["tests"]] == [2, 2] and [t["n"] for t in tested["tests"]] == [80, 80]
         assert "untested" not in tested
+
+
+def _trained_at(k: int, p: float, rng, n: int = 80, seeds: int = 2) -> dict:
+    """A pooled summary of an S3TA-k model whose race rows at its own k are right with probability p."""
+    def one():
+        correct = [[(rng.random(n) < (p if g == k else 0.1)).astype(int).tolist() for _ in (10, 50)]
+                   for g in (1, 2, 4)]
+        acc = [[float(np.mean(c)) for c in row] for row in correct]
+        return {"race": {"n": n, "glances": [1, 2, 4], "steps": [10, 50], "trained_glances": k, "acc": acc,
+                         "transfer_acc": acc, "worst_acc": acc, "worst_correct": correct}}
+    per_seed = [one() for _ in range(seeds)]
+    return {**per_seed[0], "per_seed": per_seed, "pgd_targeted_acc": 0.5, "robust_acc": 0.4, "n": n}
+
+
+def test_the_race_of_s3ta_k_models_compares_each_at_its_own_glances():
+    """Zoran et al.'s race: models trained with k glances, each run at its own k, against growing
+    attack steps; the paired test is the most glances' model against the fewest, at every strength."""
+    from attnrobust.metrics.claims_base import run_paper_tests
+
+    rng = np.random.default_rng(1)
+    base = {"pgd_targeted_acc": 0.4, "robust_acc": 0.3, "n": 80}
+    for p4, verdict in ((0.8, "holds"), (0.3, "inconclusive")):
+        summaries = {"s4": _trained_at(4, p4, rng), "s1": _trained_at(1, 0.3, rng), "s2": _trained_at(2, 0.5, rng),
+                     "b": base}
+        claims = s3ta_claims(summaries, "s4", "b", one_glance="s1", two_glances="s2")
+        race = claims[-1]
+        assert len(claims) == 3 and "S3TA-k models" in race["claim"]
+        assert "S3TA-1" in race["ours"] and "S3TA-2" in race["ours"] and "S3TA-4" in race["ours"]
+        assert [(c["a"], c["b"], c["glances"], c["steps"]) for c in race["comparisons"]] == [
+            ("s4", "s1", [4, 1], 10), ("s4", "s1", [4, 1], 50)]  # each at its own glances, not one model unrolled
+        assert race["holds"] == (p4 == 0.8)
+        tested = run_paper_tests(summaries, [race])[0]
+        assert tested["verdict"] == verdict and [t["seeds"] for t in tested["tests"]] == [2, 2]
+    assert len(s3ta_claims(summaries, "s4", "b")) == 2  # without the S3TA-k models, no such claim

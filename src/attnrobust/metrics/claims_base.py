@@ -62,6 +62,14 @@ def race_comparison(exp: str, glances_hi: int, glances_lo: int, steps: int, labe
             "threshold": 0.0, "label": label}
 
 
+def race_models_comparison(a: str, b: str, glances_a: int, glances_b: int, steps: int, label: str) -> dict:
+    """A race claim's test across two models: experiment ``a`` unrolled for ``glances_a`` against
+    experiment ``b`` unrolled for ``glances_b`` (each at the glances it was trained with, the
+    paper's race), under the race's attack of ``steps`` steps, on the same race samples."""
+    return {"a": a, "b": b, "statistic": "race_models", "glances": [glances_a, glances_b], "steps": steps,
+            "threshold": 0.0, "label": label}
+
+
 def _race_outcomes(summary: dict) -> dict | None:
     """``(k seeds, glances, steps, n)`` per-sample race outcomes, from each seed's summary, or None."""
     per_seed = summary.get("per_seed") or [summary]
@@ -108,6 +116,18 @@ def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
         hi, lo = (race["glances"].index(g) for g in spec["glances"])
         j = race["steps"].index(spec["steps"])
         return {**spec, **compare(race["correct"][:, hi, j], race["correct"][:, lo, j]).as_dict()}
+    if spec.get("statistic") == "race_models":
+        races = [_race_outcomes(summaries[spec[e]]) for e in ("a", "b")]
+        for e, race in zip(("a", "b"), races):
+            if race is None:
+                raise UserError(f"claims: results/attack/{spec[e]}/s*/summary.json has no race.worst_correct; "
+                                f"re-run `dvc repro attack@{spec[e]}`")
+        if races[0]["steps"] != races[1]["steps"] or races[0]["correct"].shape[-1] != races[1]["correct"].shape[-1]:
+            raise UserError(f"claims: {spec['a']} and {spec['b']} ran different races (attack.race_steps, race_samples)")
+        (a, ga), (b, gb) = ((r["correct"], r["glances"]) for r in races)
+        j = races[0]["steps"].index(spec["steps"])
+        hi, lo = ga.index(spec["glances"][0]), gb.index(spec["glances"][1])
+        return {**spec, **compare(a[:, hi, j], b[:, lo, j]).as_dict()}
     if spec.get("statistic") == "ratio":
         found = {e: summaries[spec[e]].get("scores") for e in ("a", "b")}
         for e, data in found.items():
@@ -173,7 +193,7 @@ def run_paper_tests(summaries: dict[str, dict], claims: list[dict]) -> list[dict
     def testable(claim: dict) -> bool:  # per-sample outcomes of every experiment it compares (the pipeline has them)
         specs = claim.get("comparisons", [])
         def has(spec: dict, exp: str | None) -> bool:
-            if spec.get("statistic") == "race":
+            if spec.get("statistic") in ("race", "race_models"):
                 return exp is None or _race_outcomes(summaries[exp]) is not None
             key = {"gap": "scores", "ratio": "scores", "auroc": "detector_scores"}.get(spec.get("statistic"),
                                                                                     "per_sample")
