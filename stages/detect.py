@@ -1,5 +1,6 @@
 """Stage detect@<name>: attack the teacher (plainly and adaptively), corrupt the inputs, score the detector;
 once per training seed of the teacher (`train.seeds`): results/detect/<name>/s<seed>/."""
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Annotated
@@ -37,19 +38,16 @@ def main(
                    "--out", out, "--params", params]
         raise typer.Exit(distributed.launch(Path(__file__), options, cfg.nproc, device))
     with distributed.process_group(device):
-        if not distributed.is_main():  # its share of every attack; the main process writes
-            for seed in seeds:
-                evaluate_detector(detector, dataclasses.replace(spec, seed=spec.seed + seed), teacher / f"s{seed}",
-                                  model / f"s{seed}", prepared, None, cfg)
-            return
-        with replace_dir(out) as staging:  # every seed rewritten, or none
+        writer = distributed.is_main()  # the others take their share of every attack; the main one writes
+        with replace_dir(out) if writer else contextlib.nullcontext() as staging:  # every seed rewritten, or none
             for seed in seeds:
                 s = evaluate_detector(detector, dataclasses.replace(spec, seed=spec.seed + seed),
-                                      teacher / f"s{seed}", model / f"s{seed}", prepared, staging / f"s{seed}", cfg)
-                write_provenance(staging / f"s{seed}", device, cfg.precision,  # of its attacks
-                                 upstream=model / f"s{seed}")
-                _echo(detector, seed, cfg, s)
-
+                                      teacher / f"s{seed}", model / f"s{seed}", prepared,
+                                      staging / f"s{seed}" if writer else None, cfg)
+                if writer:
+                    write_provenance(staging / f"s{seed}", device, cfg.precision,  # of its attacks
+                                     upstream=model / f"s{seed}")
+                    _echo(detector, seed, cfg, s)
 
 def _echo(detector: str, seed: int, cfg: AttackConfig, s: dict) -> None:
     fmt = lambda v: "undefined" if v is None else f"{v:.3f}"  # noqa: E731  (no positives: no AUROC)

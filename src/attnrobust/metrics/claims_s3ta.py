@@ -13,12 +13,13 @@ from attnrobust.metrics.claims_base import (comparison, race_comparison, race_mo
                                             unreliable_flag)
 
 
-def _race_as_trained(summary: dict) -> list[float] | None:
-    """The race row of the model at its trained glances (the baseline's only row), if measured."""
+def _race_as_trained(summary: dict, key: str = "acc") -> list[float] | None:
+    """The race row ``key`` (white-box ``acc``, or ``worst_acc`` where measured) of the model at its
+    trained glances (the baseline's only row), if measured."""
     race = summary.get("race")
     if race is None or race["trained_glances"] not in race["glances"]:
         return None
-    return race["acc"][race["glances"].index(race["trained_glances"])]
+    return race[key if key in race else "acc"][race["glances"].index(race["trained_glances"])]
 
 
 def gain_over_baseline(s3ta: dict, baseline: dict, names: tuple[str, str] = ("s3ta", "baseline")) -> dict:
@@ -76,11 +77,10 @@ def trained_race(summaries: dict[str, dict], names: list[str]) -> dict:
     strength. The paired test: the most glances against the fewest, at every attack strength."""
     rows = []
     for name in names:
-        race = summaries[name].get("race")
-        if race is None or race["trained_glances"] not in race["glances"]:
+        if (accs := _race_as_trained(summaries[name], "worst_acc")) is None:
             raise UserError(f"claims: {name} has no race at its trained glances; add them to attack.race_glances")
-        key = "worst_acc" if "worst_acc" in race else "acc"
-        rows.append((race["trained_glances"], name, race[key][race["glances"].index(race["trained_glances"])], race))
+        race = summaries[name]["race"]
+        rows.append((race["trained_glances"], name, accs, race))
     rows.sort()
     steps, n = rows[0][3]["steps"], min(r[3]["n"] for r in rows)
     if any(r[3]["steps"] != steps for r in rows):
