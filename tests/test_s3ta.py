@@ -252,6 +252,8 @@ def test_s3ta_claims():
     assert gain["comparisons"][0]["column_a"] == "pgd_targeted_correct"  # the paired test behind the verdict
     assert gain["holds"] and race["holds"]
     assert "+0.100" in gain["ours"] and "g4 0.400" in race["ours"]
+    gain = s3ta_claims({"s": {**good, "clean_acc": 0.49}, "b": {**base, "clean_acc": 0.397}}, "s", "b")[0]
+    assert "clean accuracy 0.490 vs 0.397 (gap +0.093)" in gain["ours"]  # an under-trained baseline is stated
     worse = _summary(0.25, [[0.30, 0.25], [0.20, 0.35]], [1, 2], 2, unreliable=True)
     gain, race = s3ta_claims({"s": worse, "b": base}, "s", "b")
     assert not gain["holds"] and not race["holds"] and "UNRELIABLE" in gain["ours"]
