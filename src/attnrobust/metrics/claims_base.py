@@ -108,26 +108,18 @@ def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
         conditions = [(found[f"{c}:fooled"], found[f"{c}:score"]) for c in spec["conditions"]]
         return {**spec, **compare_auroc(found["clean_correct"], found["clean_score"], conditions,
                                          spec["threshold"]).as_dict()}
-    if spec.get("statistic") == "race":
-        race = _race_outcomes(summaries[spec["a"]])
-        if race is None:
-            raise UserError(f"claims: results/attack/{spec['a']}/s*/summary.json has no race.worst_correct; "
-                            f"re-run `dvc repro attack`")
-        hi, lo = (race["glances"].index(g) for g in spec["glances"])
-        j = race["steps"].index(spec["steps"])
-        return {**spec, **compare(race["correct"][:, hi, j], race["correct"][:, lo, j]).as_dict()}
-    if spec.get("statistic") == "race_models":
-        races = [_race_outcomes(summaries[spec[e]]) for e in ("a", "b")]
-        for e, race in zip(("a", "b"), races):
+    if spec.get("statistic") in ("race", "race_models"):  # one model unrolled twice, or two models
+        names = [spec["a"], spec["b"] or spec["a"]]
+        races = [_race_outcomes(summaries[name]) for name in names]
+        for name, race in zip(names, races):
             if race is None:
-                raise UserError(f"claims: results/attack/{spec[e]}/s*/summary.json has no race.worst_correct; "
-                                f"re-run `dvc repro attack@{spec[e]}`")
+                raise UserError(f"claims: results/attack/{name}/s*/summary.json has no race.worst_correct; "
+                                f"re-run `dvc repro attack@{name}`")
         if races[0]["steps"] != races[1]["steps"] or races[0]["correct"].shape[-1] != races[1]["correct"].shape[-1]:
-            raise UserError(f"claims: {spec['a']} and {spec['b']} ran different races (attack.race_steps, race_samples)")
-        (a, ga), (b, gb) = ((r["correct"], r["glances"]) for r in races)
+            raise UserError(f"claims: {names[0]} and {names[1]} ran different races (attack.race_steps, race_samples)")
         j = races[0]["steps"].index(spec["steps"])
-        hi, lo = ga.index(spec["glances"][0]), gb.index(spec["glances"][1])
-        return {**spec, **compare(a[:, hi, j], b[:, lo, j]).as_dict()}
+        hi, lo = (race["glances"].index(g) for race, g in zip(races, spec["glances"]))
+        return {**spec, **compare(races[0]["correct"][:, hi, j], races[1]["correct"][:, lo, j]).as_dict()}
     if spec.get("statistic") == "ratio":
         found = {e: summaries[spec[e]].get("scores") for e in ("a", "b")}
         for e, data in found.items():
