@@ -15,7 +15,7 @@ app = make_app()
 
 @app.command()
 def main(
-    dataset: Annotated[str, typer.Option(help="Dataset id: gtsrb, coco or video.")],
+    dataset: Annotated[str, typer.Option(help="Dataset id: gtsrb, coco, scenes or video.")],
     out: Annotated[Path, typer.Option(help="Raw dataset dir to (re)write.")],
     params: Annotated[Path, typer.Option(help="Params file.")] = Path("params.yaml"),
 ) -> None:

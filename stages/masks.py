@@ -14,7 +14,7 @@ app = make_app()
 
 @app.command()
 def main(
-    dataset: Annotated[str, typer.Option(help="Dataset id: gtsrb or coco.")],
+    dataset: Annotated[str, typer.Option(help="Dataset id: gtsrb, coco or scenes.")],
     raw: Annotated[Path, typer.Option(help="Dataset dir in the official layout: data.<dataset>.local_dir.")],
     out: Annotated[Path, typer.Option(help="Prepared dataset dir to (re)write.")],
     params: Annotated[Path, typer.Option(help="Params file.")] = Path("params.yaml"),

@@ -303,3 +303,33 @@ def test_the_dominant_object_is_anywhere_by_default():
     off_centre = lambda c: float((np.abs(c - 0.5).max(1) > 0.2).mean())  # noqa: E731
     assert off_centre(centred) < 0.1
     assert off_centre(anywhere) > 0.4
+
+
+def test_scenes_hold_a_small_object_anywhere_among_smaller_distractors(tmp_path: Path):
+    """S3TA's search task (issue 16): the labelled object is at most a quarter of the image, off
+    the central half-crop often, and larger than every distractor; the rest is COCO's layout."""
+    from attnrobust.data.synthetic.coco import ScenesSynthConfig
+
+    cfg = ScenesSynthConfig(train_images=60, val_images=10, image_size=64)
+    _, _, centres = _scenes(cfg, 200, 0)
+    assert float((np.abs(centres - 0.5).max(1) > 0.25).mean()) > 0.4  # measured 0.57: a central half misses it
+    generate_coco(tmp_path, cfg, seed=0)
+    data = json.loads((tmp_path / "annotations" / "instances_train2017.json").read_text())
+    sizes = {img["id"]: img["width"] * img["height"] for img in data["images"]}
+    largest: dict[int, float] = {}
+    for ann in data["annotations"]:
+        if not ann["iscrowd"]:
+            largest[ann["image_id"]] = max(largest.get(ann["image_id"], 0.0), ann["area"] / sizes[ann["image_id"]])
+    shares = np.asarray(list(largest.values()))
+    assert len(shares) > 50 and shares.max() <= 0.25 and 0.04 < np.median(shares) < 0.15  # measured median 0.076
+    assert cfg.distractor_scale[1] < cfg.dominant_scale[0]  # every distractor smaller than the label
+
+
+def test_scenes_are_synthetic_even_with_data_source_real(tmp_path: Path, capsys):
+    from attnrobust.data.fetch import fetch_dataset
+
+    values = {**{k: getattr(SMALL, k) for k in SMALL.__dataclass_fields__}, "local_dir": str(tmp_path / "s"),
+              "dominant_scale": [0.18, 0.24], "distractor_scale": [0.06, 0.14]}
+    fetch_dataset("scenes", tmp_path / "s", source="real", seed=0, synth_values=values, where="data.scenes")
+    assert (tmp_path / "s" / "annotations" / "instances_val2017.json").is_file()
+    assert "no official download" in capsys.readouterr().err

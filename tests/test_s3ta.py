@@ -344,3 +344,40 @@ def test_the_race_of_s3ta_k_models_compares_each_at_its_own_glances():
         tested = run_paper_tests(summaries, [race])[0]
         assert tested["verdict"] == verdict and [t["seeds"] for t in tested["tests"]] == [2, 2]
     assert len(s3ta_claims(summaries, "s4", "b")) == 2  # without the S3TA-k models, no such claim
+
+
+def test_central_crop_control_sees_only_the_centre():
+    """The search task's control (issue 16): a cnn with ``crop: 0.5`` ignores, and has no gradient
+    for, every pixel outside the central half of each side; ``crop: 1`` is the plain model."""
+    from attnrobust.models.cnn import SmallResNet
+
+    torch.manual_seed(0)
+    stats = [0.5] * 3, [0.25] * 3
+    crop, plain = SmallResNet(5, *stats, width=4, crop=0.5), SmallResNet(5, *stats, width=4)
+    plain.load_state_dict(crop.state_dict())
+    crop.eval(), plain.eval()
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    crop(x).sum().backward()
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[8:24, 8:24] = False
+    assert x.grad[..., outside].abs().max() == 0 and x.grad[..., ~outside].abs().max() > 0
+    y = x.detach().clone()
+    y[..., outside] = torch.rand(int(outside.sum()))
+    assert torch.allclose(crop(x), crop(y)) and not torch.allclose(plain(x), plain(y))
+    assert torch.equal(plain.central_crop(x), x)
+    with pytest.raises(ValueError, match="crop"):
+        SmallResNet(5, [0.5] * 3, [0.25] * 3, crop=0.0)
+
+
+def test_s3ta_claims_on_a_search_task_include_the_central_crop_control():
+    base = {**_summary(0.30, [[0.32, 0.28]], [0], 0), "clean_acc": 0.66}
+    crop = {**base, "clean_acc": 0.43, "trained_as": {"model_args": {"width": 16, "crop": 0.5}}}
+    good = {**_summary(0.40, [[0.30, 0.25], [0.38, 0.35], [0.45, 0.40]], [1, 2, 4], 4), "clean_acc": 0.7}
+    claims = s3ta_claims({"s": good, "b": base, "c": crop}, "s", "b", central_crop="c", dataset="scenes")
+    gain, search, race = claims
+    assert all(c["claim"].startswith("scenes: ") for c in claims)
+    assert search["comparisons"] == [{"a": "b", "b": "c", "column_a": "clean_correct", "column_b": "clean_correct",
+                                      "threshold": 0.0, "label": "clean, whole image vs central crop"}]
+    assert search["holds"] and "central crop (0.5 of each side): 0.660 vs 0.430 (+0.230)" in search["ours"]
+    tie = {"s": good, "b": base, "c": {**crop, "clean_acc": 0.65}}
+    assert not s3ta_claims(tie, "s", "b", central_crop="c")[1]["holds"]

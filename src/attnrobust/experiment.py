@@ -22,7 +22,7 @@ from attnrobust.config import build, load_value
 from attnrobust.errors import UserError
 from attnrobust.methods.registry import get_method
 
-DATASETS = ("gtsrb", "coco", "video")
+DATASETS = ("gtsrb", "coco", "scenes", "video")
 _COMMON = {"dataset", "method", "model", "model_args", "train"}
 
 

@@ -202,7 +202,7 @@ def _video_kwargs(train: Tensors) -> dict[str, Any]:
 
 IMAGE = Task("image", Domain.IMAGE, False, _load_images, _image_kwargs)
 VIDEO = Task("video", Domain.YT8M, True, _load_video, _video_kwargs)
-TASKS: dict[str, Task] = {"gtsrb": IMAGE, "coco": IMAGE, "video": VIDEO}  # dataset -> task
+TASKS: dict[str, Task] = {"gtsrb": IMAGE, "coco": IMAGE, "scenes": IMAGE, "video": VIDEO}  # dataset -> task
 IMAGE_FG_MASK = Task("image_fg_mask", Domain.IMAGE, False, _load_masked_images(False), _masked_image_kwargs,
                      mask_channel=True)
 IMAGE_RANDOM_MASK = Task("image_random_mask", Domain.IMAGE, False, _load_masked_images(True), _masked_image_kwargs,

@@ -22,16 +22,17 @@ from attnrobust.io import replace_dir
 class Generator:
     config: type  # the dataclass of `data.<dataset>`
     generate: Callable[[Path, Any, int], None]  # (out_dir, cfg, seed)
-    real_name: str  # key in data.sources.SOURCES
+    real_name: str | None  # key in data.sources.SOURCES; None: synthetic only (no official download)
 
 
 def _generators() -> dict[str, Generator]:
-    from attnrobust.data.synthetic.coco import CocoSynthConfig, generate_coco
+    from attnrobust.data.synthetic.coco import CocoSynthConfig, ScenesSynthConfig, generate_coco
     from attnrobust.data.synthetic.gtsrb import GtsrbSynthConfig, generate_gtsrb
 
     return {
         "gtsrb": Generator(GtsrbSynthConfig, generate_gtsrb, "gtsrb"),
         "coco": Generator(CocoSynthConfig, generate_coco, "coco"),
+        "scenes": Generator(ScenesSynthConfig, generate_coco, None),  # S3TA's search task: no real counterpart
     }
 
 
@@ -50,7 +51,9 @@ def fetch_dataset(dataset: str, out_dir: Path, *, source: Literal["synthetic", "
                 f"masks@{dataset} reads data.{dataset}.local_dir ({local_dir.as_posix()}), not this folder.\n")
         print(f"[fetch {dataset}] data.{dataset}.local_dir is {local_dir}: nothing fetched or generated", file=sys.stderr)
         return
-    if source == "real":
+    if source == "real" and gen.real_name is None:
+        print(f"[fetch {dataset}] {dataset} has no official download (a synthetic task): generating it", file=sys.stderr)
+    elif source == "real":
         from attnrobust.data.sources import fetch_real
 
         fetch_real(gen.real_name, Path(out_dir))

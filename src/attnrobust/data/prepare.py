@@ -38,7 +38,9 @@ def _prepare_coco(raw_dir: Path, cfg: CocoPrepareConfig):
 
 
 # dataset -> (config dataclass of `masks.<dataset>`, parser returning (splits, classes, skipped))
-PREPARERS = {"gtsrb": (GtsrbPrepareConfig, _prepare_gtsrb), "coco": (CocoPrepareConfig, _prepare_coco)}
+# scenes: S3TA's search task, synthetic scenes written in COCO's layout, so parsed as COCO is
+PREPARERS = {"gtsrb": (GtsrbPrepareConfig, _prepare_gtsrb), "coco": (CocoPrepareConfig, _prepare_coco),
+             "scenes": (CocoPrepareConfig, _prepare_coco)}
 
 
 def prepare_dataset(dataset: str, raw_dir: Path, out_dir: Path, cfg: GtsrbPrepareConfig) -> dict:

@@ -53,9 +53,10 @@ latent cube. Test FR / A accuracy, one seed: with 2 prototypes per class, ``lamb
 The official code's loss (``weighting: batch``) trains no better: FR accuracy on a held-out
 quarter of the training split, one seed, ``lambda_c`` 100: 0.02 (chance), 10: 0.04, 3: 0.13, 1:
 0.27, 0.2: 0.34, against 0.57 for ours at 0.2 and 0.23 at 1 (experiment
-``gtsrb_protoattn_official`` runs it at 1 beside ours). Seeds move these by up to 15 points (0.2, seed 1: 0.59 / 0.66); the separation term raised the
-latent separation ratio (:func:`attnrobust.attacks.heads.latent_separation`) with both seeds
-(2.83 vs 2.61 and 1.29 vs 1.06 without it).
+``gtsrb_protoattn_official`` runs it at 1 beside ours). Seeds move these by up to 15 points
+(0.2, seed 1: 0.59 / 0.66); the separation term raised the latent separation ratio
+(:func:`attnrobust.attacks.heads.latent_separation`) with both seeds (2.83 vs 2.61 and 1.29 vs
+1.06 without it).
 """
 from __future__ import annotations
 

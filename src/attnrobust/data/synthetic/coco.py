@@ -57,6 +57,8 @@ class CocoSynthConfig:
     jpeg_quality: int = 90  # PIL JPEG quality (1..95)
     shapes: Literal["random", "category"] = "random"  # every object's outline: drawn at random | its category's own
     dominant_position: Literal["anywhere", "centre"] = "anywhere"  # the labelled object: anywhere | near the centre
+    dominant_scale: tuple[float, float] = (0.28, 0.38)  # (min, max) radius of the labelled object, x shorter side
+    distractor_scale: tuple[float, float] = (0.1, 0.26)  # (min, max) radius of the unannotated distractors, same units
 
     def __post_init__(self) -> None:
         checks = {
@@ -74,6 +76,8 @@ class CocoSynthConfig:
             "jpeg_quality": 1 <= self.jpeg_quality <= 95,
             "shapes": self.shapes in ("random", "category"),
             "dominant_position": self.dominant_position in ("anywhere", "centre"),
+            "dominant_scale": 0.05 <= self.dominant_scale[0] <= self.dominant_scale[1] <= 0.5,
+            "distractor_scale": 0.02 <= self.distractor_scale[0] <= self.distractor_scale[1] <= 0.5,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -82,7 +86,19 @@ class CocoSynthConfig:
                 "val_images >= 2; 16 <= image_size <= 1024; 1 <= min_objects <= max_objects <= 8; "
                 "0 <= distractors <= 16; fractions in [0, 1], empty_fraction < 0.5; colour_jitter <= 0.5; "
                 "noise_std <= 64; 1 <= jpeg_quality <= 95; shapes random or category; dominant_position "
-                "anywhere or centre)")
+                "anywhere or centre; dominant_scale, distractor_scale [min, max] with 0.05 (0.02) <= min <= "
+                "max <= 0.5)")
+
+
+@dataclass(frozen=True)
+class ScenesSynthConfig(CocoSynthConfig):
+    """``data.scenes``: S3TA's search task (issue 16), the same scenes with a small labelled object
+    (radius 0.18-0.24 of the shorter side: 4-15% of the image area, never above a quarter) anywhere
+    among smaller distractors, so that a fixed central crop misses it most of the time."""
+
+    local_dir: str = "data/raw/scenes"
+    dominant_scale: tuple[float, float] = (0.18, 0.24)
+    distractor_scale: tuple[float, float] = (0.06, 0.14)
 
 
 # --------------------------------------------------------------------------- categories and shapes
@@ -316,7 +332,7 @@ def _render_scene(rng: np.random.Generator, cfg: CocoSynthConfig,
     for _ in range(cfg.distractors):  # unannotated, so a model can be misled by them
         look = CATEGORIES[rng.integers(len(CATEGORIES))]
         centre = (rng.uniform(0, w), rng.uniform(0, h))
-        _draw(canvas, grid, rng, look, centre, rng.uniform(0.1, 0.26) * small, cfg.colour_jitter,
+        _draw(canvas, grid, rng, look, centre, rng.uniform(*cfg.distractor_scale) * small, cfg.colour_jitter,
               _shape(rng, cfg, look))
     objects: list[_Object] = []
     if plan.annotated:
@@ -345,7 +361,7 @@ def _draw_objects(canvas: np.ndarray, grid: tuple[np.ndarray, np.ndarray], rng: 
             dominant = next(c for c in CATEGORIES if c.shape == dominant_shape)
     others = [c for c in CATEGORIES if c.id != dominant.id]
     secondary = [others[i] for i in rng.choice(len(others), n - 1, replace=False)]  # one object per category
-    r_dom = rng.uniform(0.28, 0.38) * small
+    r_dom = rng.uniform(*cfg.dominant_scale) * small
     if cfg.dominant_position == "centre":
         poses = [((rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h), r_dom)]
     else:  # anywhere its centre stays half a radius inside the image (a border may cut a little of it off)
