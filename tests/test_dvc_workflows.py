@@ -35,7 +35,7 @@ from tiny import commit, make_repo, output_files, ran_stages, run, tool_env, tri
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 EXPERIMENTS = ["gtsrb_standard", "gtsrb_pgd_at"]
 DETECTORS = ["gtsrb_iqa_kd"]  # kept by make_repo: its teacher, gtsrb_standard, is one of EXPERIMENTS
-DATA = {"fetch@gtsrb", "masks@gtsrb", "fetch@coco", "masks@coco", "fetch@video", "features"}
+DATA = {"fetch@gtsrb", "masks@gtsrb", "fetch@coco", "masks@coco", "fetch@scenes", "masks@scenes", "fetch@video", "features"}
 PIPELINE = {*DATA, *(f"{s}@{e}-0" for s in ("train", "attack") for e in EXPERIMENTS),
             *(f"{s}@{d}" for s in ("detector", "detect") for d in DETECTORS), "metrics"}
 ATTACKS = {*(f"attack@{e}-0" for e in EXPERIMENTS), *(f"detect@{d}" for d in DETECTORS), "metrics"}
