@@ -1,6 +1,7 @@
 """Every command in README.md is exercised by a test: this file maps each one to the test that runs
 it (and fails on a command nobody mapped), checks the Makefile targets the README opens with, and
 runs the README's Python API block on a tiny trained model."""
+import json
 import os
 import re
 import subprocess
@@ -54,6 +55,7 @@ COVERED = [
     (r"python bench/stage_times\.py \S+$", "test_readme.py::test_stage_times_reads_a_timestamped_repro_log"),
     (r"python bench/seed_stability\.py ", "test_readme.py::test_seed_stability_counts_agreements_and_flips"),
     (r"python bench/cpu_bf16\.py", "test_readme.py::test_cpu_bf16_times_every_model_in_both_precisions"),
+    (r"python bench/bf16_strength\.py \S+", "test_readme.py::test_bf16_strength_counts_per_sample_disagreements"),
 ]
 
 
@@ -219,3 +221,17 @@ def test_cpu_bf16_times_every_model_in_both_precisions():
     rows = [module.measure(name, spec, batch=2, repeats=1) for name, spec in module.MODELS.items()]
     assert [r["model"] for r in rows] == ["cnn", "s3ta", "protoattn"]
     assert all(r["fp32_s"] > 0 and r["bf16_s"] > 0 and r["fp32_over_bf16"] > 0 for r in rows)
+
+
+def test_bf16_strength_counts_per_sample_disagreements(tmp_path):
+    module = _bench("bf16_strength")
+    runs = {"fp32": ({"clean_acc": 0.75, "robust_acc": 0.5}, {"a": 1, "b": 1, "c": 0, "d": 0}, 4.0),
+            "bf16": ({"clean_acc": 0.75, "robust_acc": 0.5}, {"a": 1, "b": 0, "c": 1, "d": 0}, 2.0)}
+    module.attack = lambda exp, seed, precision, tmp: runs[precision]
+    assert module.main(["m/s0", "--out", str(tmp_path / "out.json")]) == 0
+    (row,) = json.loads((tmp_path / "out.json").read_text())["rows"]
+    assert row["model"] == "m/s0" and row["n"] == 4 and row["speedup"] == 2.0
+    assert row["stand_bf16_fall_fp32"] == 1 and row["stand_fp32_fall_bf16"] == 1  # "c" and "b"
+    runs["bf16"] = (runs["bf16"][0], {"a": 1}, 2.0)
+    with pytest.raises(ValueError, match="different samples"):
+        module.compare("m/s0", runs["fp32"], runs["bf16"])
