@@ -30,21 +30,17 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from tune_real import resolved_params  # noqa: E402
+from tune_real import resolved_params, write_held_out  # noqa: E402
 
 
 def held_out_split(full: Path, out: Path, fraction: float, seed: int, shard_size: int) -> tuple[int, int]:
     """``full``'s training split to ``out``: a seeded ``fraction`` of it as the test split."""
-    from attnrobust.data.prepared import read_meta, read_split, write_prepared
+    from attnrobust.data.prepared import read_split
 
-    train = read_split(full, "train")
-    held = np.zeros(len(train.ids), bool)
-    held[np.random.default_rng(seed).permutation(len(held))[: round(fraction * len(held))]] = True
-    sub = lambda keep: type(train)(train.images[keep], train.masks[keep], train.labels[keep],  # noqa: E731
-                                   [i for i, k in zip(train.ids, keep) if k])
-    out.mkdir(parents=True)
-    write_prepared(out, {"train": sub(~held), "test": sub(held)}, dataset="scenes",
-                   classes=read_meta(full)["classes"], shard_size=shard_size)
+    n = len(read_split(full, "train").ids)
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(seed).permutation(n)[: round(fraction * n)]] = True
+    write_held_out(full, held, out, shard_size, dataset="scenes")
     return int((~held).sum()), int(held.sum())
 
 

@@ -50,7 +50,7 @@ def split_by_track(ids: list[str], fraction: float, seed: int) -> np.ndarray:
     return np.array([track_of(i) in held for i in ids])
 
 
-def write_held_out(full: Path, held: np.ndarray, out: Path, shard_size: int) -> None:
+def write_held_out(full: Path, held: np.ndarray, out: Path, shard_size: int, dataset: str = "gtsrb") -> None:
     """Write ``full``'s training split to ``out`` as a prepared dataset: the images where ``held`` is
     False as its train split, the held-out ones as its test split (classes kept)."""
     from attnrobust.data.prepared import read_meta, read_split, write_prepared
@@ -59,7 +59,7 @@ def write_held_out(full: Path, held: np.ndarray, out: Path, shard_size: int) -> 
     sub = lambda keep: type(train)(train.images[keep], train.masks[keep], train.labels[keep],  # noqa: E731
                                    [i for i, k in zip(train.ids, keep) if k])
     out.mkdir(parents=True)
-    write_prepared(out, {"train": sub(~held), "test": sub(held)}, dataset="gtsrb",
+    write_prepared(out, {"train": sub(~held), "test": sub(held)}, dataset=dataset,
                    classes=read_meta(full)["classes"], shard_size=shard_size)
 
 
