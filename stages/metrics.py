@@ -7,8 +7,8 @@ import typer
 from attnrobust.cli import make_app, run_app
 from attnrobust.config import get_key, read_params
 from attnrobust.io import write_json
-from attnrobust.metrics.aggregate import (headline_metrics, read_per_sample, read_scores, read_summaries, seed_dirs,
-                                         write_curves, write_race, write_training_curves)
+from attnrobust.metrics.aggregate import (headline_metrics, read_clean_test, read_per_sample, read_scores,
+                                         read_summaries, seed_dirs, write_curves, write_race, write_training_curves)
 from attnrobust.errors import UserError
 from attnrobust.metrics.claims import evaluate_claims
 from attnrobust.metrics.detection import detection_headline, read_detect_summaries, write_roc
@@ -68,8 +68,8 @@ def main(
     write_training_curves(plots, live, experiments, seeds)
     write_race(plots / "race.csv", summaries)
     write_roc(plots / "roc.csv", detect, detectors, seeds[0])
-    outcomes = {exp: {**s, "per_sample": read_per_sample(results, exp, seeds), "scores": read_scores(results, exp, seeds)}
-                for exp, s in summaries.items()}
+    outcomes = {exp: {**s, "per_sample": read_per_sample(results, exp, seeds), "scores": read_scores(results, exp, seeds),
+                      "clean_test": read_clean_test(results, exp, seeds)} for exp, s in summaries.items()}
     table = evaluate_claims({**outcomes, **detected}, get_key(values, "claims", params))
     write_json(claims, table)  # with sentences, for the report; verdicts.json is what `metrics diff` shows
     write_json(verdicts, {key: verdict_row(c) for key, c in table.items()})

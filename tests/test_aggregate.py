@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from attnrobust.errors import UserError
-from attnrobust.metrics.aggregate import (headline_metrics, pool_summaries, read_per_sample, read_scores,
-                                         read_summaries, write_curve, write_training_curves)
-from attnrobust.metrics.claims_base import comparison, run_comparison
+from attnrobust.metrics.aggregate import (headline_metrics, pool_summaries, read_clean_test, read_per_sample,
+                                         read_scores, read_summaries, write_curve, write_training_curves)
+from attnrobust.metrics.claims_base import clean_comparison, comparison, run_comparison
 from attnrobust.metrics.paired import compare, mcnemar_exact
 from attnrobust.report.inputs import read_curve
 
@@ -80,6 +80,31 @@ def test_two_seeds_pool_into_means_sds_and_a_stratified_paired_test(tmp_path):
     # above it here: the two seeds' effects (+0.30, +0.07) disagree, which the seed bootstrap sees
     assert test["p"] > float(f"{mcnemar_exact(pooled_a.ravel(), pooled_b.ravel()):.3g}")
     assert test["ci_low"] < test["effect"] < test["ci_high"]
+
+
+def test_a_clean_claim_pairs_every_test_image_over_seeds(tmp_path):
+    """attack@'s clean_test.npz (clean outcomes on the whole test split) pools over seeds like
+    per_sample.csv, and a clean comparison tests those, n = the test split, not the attacked subset."""
+    rng = np.random.default_rng(2)
+    n, ids = 250, [f"img{i}" for i in range(250)]
+    outcomes = {(e, s): rng.random(n) < p for e, p in (("a", 0.6), ("b", 0.45)) for s in (0, 1)}
+    for (exp, seed), correct in outcomes.items():
+        folder = tmp_path / exp / f"s{seed}"
+        folder.mkdir(parents=True)
+        np.savez(folder / "clean_test.npz", ids=np.array(ids), correct=correct)
+    found = {e: read_clean_test(tmp_path, e, [0, 1]) for e in ("a", "b")}
+    assert found["a"]["ids"] == ids and found["a"]["correct"].shape == (2, n)
+    test = run_comparison({e: {"clean_test": found[e]} for e in found}, clean_comparison("a", "b", 0.0, "clean"))
+    pooled = {e: np.stack([outcomes[e, 0], outcomes[e, 1]]) for e in ("a", "b")}
+    assert test["n"] == n and test["seeds"] == 2
+    assert test["effect"] == pytest.approx(pooled["a"].mean() - pooled["b"].mean(), abs=1e-4)
+    assert read_clean_test(tmp_path, "missing", [0]) is None
+    with pytest.raises(UserError, match="clean_test.npz"):
+        run_comparison({"a": {"clean_test": found["a"]}, "b": {"clean_test": None}},
+                       clean_comparison("a", "b", 0.0, "clean"))
+    np.savez(tmp_path / "a" / "s1" / "clean_test.npz", ids=np.array(ids[::-1]), correct=outcomes["a", 1])
+    with pytest.raises(UserError, match="different samples"):
+        read_clean_test(tmp_path, "a", [0, 1])
 
 
 def test_pooling_two_seeds_narrows_the_interval_of_a_real_effect():

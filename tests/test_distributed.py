@@ -193,6 +193,11 @@ def test_two_processes_attack_as_one_process(tmp_path, prepared_dir, monkeypatch
     assert list(a) == list(b)
     for key in ("id", "label", "clean_correct", "fgsm_correct"):  # no randomness: gathered in order, identical
         assert a[key] == b[key], key
+    clean = [np.load(tmp_path / d / "clean_test.npz") for d in ("one", "two")]  # every test image, clean
+    assert np.array_equal(clean[0]["correct"], clean[1]["correct"]) and len(clean[0]["ids"]) == one["n_test"]
+    assert one["clean_acc_test"] == pytest.approx(clean[0]["correct"].mean())
+    every = [str(i) for i in clean[0]["ids"]]  # the attacked subset's clean outcomes are these, at its ids
+    assert [str(int(clean[0]["correct"][every.index(i)])) for i in a["id"]] == a["clean_correct"]
     tol = tolerance(one["n"])
     for key in ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "robust_acc", "robust_acc_fg_only"):
         assert abs(one[key] - two[key]) <= tol, key

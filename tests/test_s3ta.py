@@ -381,3 +381,10 @@ def test_s3ta_claims_on_a_search_task_include_the_central_crop_control():
     assert search["holds"] and "central crop (0.5 of each side): 0.660 vs 0.430 (+0.230)" in search["ours"]
     tie = {"s": good, "b": base, "c": {**crop, "clean_acc": 0.65}}
     assert not s3ta_claims(tie, "s", "b", central_crop="c")[1]["holds"]
+    # with the whole test split's clean outcomes (attack@'s clean_test.npz), the control pairs every test image
+    whole = {"s": good, "b": {**base, "clean_acc_test": 0.61, "n_test": 250},
+             "c": {**crop, "clean_acc_test": 0.48, "n_test": 250}}
+    search = s3ta_claims(whole, "s", "b", central_crop="c")[1]
+    assert search["comparisons"] == [{"a": "b", "b": "c", "statistic": "clean_test", "threshold": 0.0,
+                                      "label": "clean, whole image vs central crop, every test image"}]
+    assert "on all 250 test images, whole image vs central crop (0.5 of each side): 0.610 vs 0.480" in search["ours"]

@@ -14,6 +14,7 @@ from torch import nn
 
 from attnrobust import distributed
 from attnrobust.attacks.autoattack import MULTILABEL
+from attnrobust.attacks.engine import Engine, top1
 from attnrobust.units import Domain
 from attnrobust.attacks.examples import adversarial_examples
 from attnrobust.attacks.heads import SINGLE, model_heads, run_head_attacks
@@ -115,6 +116,15 @@ def trained_as(meta: dict) -> dict:
     return {**config, "train": {k: train[k] for k in TRAINED_KEYS if k in train}}
 
 
+def clean_test_split(model: nn.Module, test: Tensors, cfg: AttackConfig, device: torch.device) -> np.ndarray:
+    """Top-1 correctness of every image of the test split, clean: one forward pass each, in the
+    attack's precision and eval mode, so a clean-accuracy claim pairs every test image rather than
+    the ``attack.n_samples`` attacked ones (``clean_test.npz``; the attacked subset's ``clean_correct``
+    is the same model on a subset of these)."""
+    engine = Engine(model, test.x, test.y, cfg, device=device, desc="clean", shard=False)
+    return (engine.read(None, top1) == test.y).numpy()
+
+
 def write_per_sample(path: Path, ids: list[str], columns: dict) -> None:
     """One CSV row per attacked sample: its id, label and the outcome of every attack."""
     names = list(columns)
@@ -154,6 +164,10 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
             arrays |= files
     if cfg.suite == "standard" and task.multilabel:  # AutoAttack is a single-label classification attack
         summary.setdefault("autoattack", MULTILABEL)
+    clean_test = None
+    if task.domain is Domain.IMAGE and not task.multilabel:
+        clean_test = clean_test_split(model, test, cfg, device)
+        summary["clean_acc_test"], summary["n_test"] = float(clean_test.mean()), len(clean_test)
     summary["experiment"] = experiment
     summary["train_seed"] = (meta.get("train") or {}).get("seeds", [None])[0]  # train@<exp>-<seed>'s seed
     summary["trained_as"] = trained_as(meta)
@@ -172,6 +186,9 @@ def evaluate_checkpoint(experiment: str, model_dir: Path, prepared_dir: Path, ou
         ids = [test.ids[i] if test.ids else str(i) for i in index]
         outcomes = {k: v for k, v in columns.items() if v.ndim == 1 and v.dtype.kind in "biu"}
         write_per_sample(staging / "per_sample.csv", ids, outcomes)
+        if clean_test is not None:
+            every = [test.ids[i] if test.ids else str(i) for i in range(len(test))]
+            save_npz(staging / "clean_test.npz", ids=np.asarray(every), correct=clean_test)
         if scores := {k: v for k, v in columns.items() if k not in outcomes}:  # per-video scores, latent distances
             save_npz(staging / "scores.npz", ids=np.asarray(ids), **scores)
     return summary

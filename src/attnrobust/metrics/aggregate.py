@@ -18,7 +18,7 @@ from pathlib import Path
 from attnrobust.errors import UserError
 from attnrobust.io import read_json
 
-HEADLINE = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "targeted_success", "robust_acc",
+HEADLINE = ("clean_acc", "clean_acc_test", "fgsm_acc", "pgd_acc", "pgd_targeted_acc", "targeted_success", "robust_acc",
             "clean_gap", "clean_hit1", "clean_map", "fgsm_gap", "pgd_gap", "pgd_hit1", "pgd_map", "pgd_margin_gap",
             "robust_gap",
             "pgd_acc_fg_only", "robust_acc_fg_only",  # *_fg_only: threat model B, foreground-only perturbation
@@ -110,6 +110,22 @@ def read_scores(results_dir: Path, name: str, seeds: list[int]) -> dict | None:
         else:
             out[key] = np.stack([f[key] for f in found])
     return out
+
+
+def read_clean_test(results_dir: Path, name: str, seeds: list[int]) -> dict | None:
+    """``{"ids": [...], "correct": (seeds, N) bool}``: clean top-1 correctness on the whole test
+    split from every seed's ``clean_test.npz``, or None when the seeds have none (video)."""
+    import numpy as np
+
+    paths = [d / "clean_test.npz" for d in seed_dirs(results_dir, name, seeds)]
+    if not all(p.is_file() for p in paths):
+        return None
+    found = []
+    for path in paths:
+        with np.load(path) as data:
+            found.append(([str(i) for i in data["ids"]], data["correct"].astype(bool)))
+    ids = _same_ids(name, seeds, [f[0] for f in found], "evaluated")
+    return {"ids": ids, "correct": np.stack([f[1] for f in found])}
 
 
 def read_per_sample(results_dir: Path, name: str, seeds: list[int]) -> dict | None:

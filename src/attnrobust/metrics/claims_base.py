@@ -33,6 +33,12 @@ def comparison(a: str, b: str, column: str, threshold: float, label: str, column
             "label": label}
 
 
+def clean_comparison(a: str, b: str, threshold: float, label: str) -> dict:
+    """A clean-accuracy claim's paired test on every image of the test split (``clean_test.npz``),
+    not only the attacked subset: ``a`` claimed more accurate than ``b`` by more than ``threshold``."""
+    return {"a": a, "b": b, "statistic": "clean_test", "threshold": threshold, "label": label}
+
+
 def gap_comparison(a: str, b: str, scores: str, threshold: float, label: str) -> dict:
     """A claim's GAP test: experiment ``a``'s per-video ``<scores>_scores`` (scores.npz) against
     ``b``'s on the same videos, GAP@20 claimed higher by more than ``threshold`` (paired bootstrap
@@ -88,6 +94,14 @@ def _scores(summaries: dict[str, dict], exp: str, scores: str) -> tuple[list[str
     return found["ids"], found[f"{scores}_scores"], found["labels"]
 
 
+def _clean_test(summaries: dict[str, dict], exp: str) -> tuple[list[str], np.ndarray]:
+    found = summaries[exp].get("clean_test")
+    if found is None:
+        raise UserError(f"claims: results/attack/{exp} has no clean_test.npz (clean outcomes on the whole test "
+                        f"split); re-run `dvc repro attack@{exp}`")
+    return found["ids"], found["correct"]
+
+
 def _outcomes(summaries: dict[str, dict], exp: str, column: str) -> tuple[list[str], np.ndarray]:
     per_sample = summaries[exp].get("per_sample")
     if per_sample is None or column not in per_sample["columns"]:
@@ -136,6 +150,12 @@ def run_comparison(summaries: dict[str, dict], spec: dict) -> dict:
             raise UserError(f"claims: {spec['a']} and {spec['b']} were attacked on different videos; a paired test "
                             "needs the same attack.n_samples and attack.seed for both")
         return {**spec, **compare_gap(a, b, labels, spec["threshold"]).as_dict()}
+    if spec.get("statistic") == "clean_test":
+        (ids_a, a), (ids_b, b) = (_clean_test(summaries, spec[e]) for e in ("a", "b"))
+        if ids_a != ids_b:
+            raise UserError(f"claims: {spec['a']} and {spec['b']} have different test splits; a paired test needs "
+                            "the same prepared dataset for both")
+        return {**spec, **compare(a, b, spec["threshold"]).as_dict()}
     ids_a, a = _outcomes(summaries, spec["a"], spec["column_a"])
     ids_b, b = _outcomes(summaries, spec["b"], spec["column_b"])
     if ids_a != ids_b:
